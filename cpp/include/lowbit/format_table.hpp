@@ -1,0 +1,79 @@
+// The format table: one row of traits per packed weight format ("formats are data").
+//
+// Generic code (row sizes, quantize/dequantize by type, the Python `formats` listing and
+// every table-driven test) reads only this table. Adding a format = a block struct or
+// layout, its reference quantize/dequantize, one row in format_table.cpp, and its tests.
+//
+// Ids: GGUF/ggml types keep ggml's numeric ids (they are written into .gguf files);
+// lowbit's own formats live in a separate range starting at 1000 so they never collide.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lowbit/common.hpp"
+
+namespace lowbit {
+
+enum class QType : std::int32_t {
+  // ggml ids (see REFERENCE.md §6.2)
+  F32 = 0,
+  F16 = 1,
+  BF16 = 30,
+  // lowbit's own: grouped integer codes with per-group scale and integer zero point
+  // (RTN / GPTQ / AWQ). Canonical layout: see grouped_int.hpp.
+  INT2 = 1002,
+  INT3 = 1003,
+  INT4 = 1004,
+  INT5 = 1005,
+  INT6 = 1006,
+  INT7 = 1007,
+  INT8 = 1008,
+};
+
+constexpr std::int32_t kLowbitTypeIdBase = 1000;
+
+// Per-row side information of formats whose scales are stored outside the packed codes.
+struct GroupParams {
+  const float* scales = nullptr;         // [n_groups] scale of each group of this row
+  const std::uint8_t* zeros = nullptr;   // [n_groups] integer zero point of each group
+  i64 group_size = 0;                    // columns per group (> 0); the last may be partial
+};
+
+// Reference row conversions: deterministic scalar code, the definition of the format.
+// `p` is nullptr for self-contained formats (block scales inside the bytes).
+using FromFloatFn = void (*)(const float* x, void* dst, i64 n, const GroupParams* p);
+using ToFloatFn = void (*)(const void* src, float* y, i64 n, const GroupParams* p);
+
+struct QTypeTraits {
+  QType type;
+  const char* name;          // "f16", "int4", later "q4_K" (ggml spelling)
+  int bits;                  // bits of one code (16 for f16, 4 for int4, ...)
+  int block_size;            // elements per block
+  int type_size;             // bytes per block
+  bool is_quantized;         // false for the plain float storage types
+  bool needs_group_params;   // scales/zeros stored beside the codes (GroupParams)
+  bool partial_block_ok;     // a row may end inside a block (bit-stream formats)
+  double roundtrip_rel_tol;  // |x - deq(q(x))| <= tol*|x| for float formats; -1: bound is scale/2
+  const char* description;
+  FromFloatFn from_float_ref;
+  ToFloatFn to_float_ref;
+
+  // Bits per stored weight for the codes alone (excludes group scales/zeros).
+  double bits_per_weight() const { return 8.0 * type_size / block_size; }
+};
+
+// The row for `t`; throws Unsupported for an id that is not in this build's table.
+const QTypeTraits& traits(QType t);
+// Look a format up by name ("int4", "f16"); throws InvalidArgument listing the names.
+const QTypeTraits& traits_by_name(const char* name);
+// Every row, in id order.
+const std::vector<QTypeTraits>& all_traits();
+
+// Bytes of one row of n elements; throws InvalidArgument if n does not fit the blocks.
+i64 row_size(QType t, i64 n);
+
+// Grouped integer format of `bits` bits (2..8).
+QType grouped_int_type(int bits);
+
+}  // namespace lowbit

@@ -1,0 +1,52 @@
+// parallel_for: the only way lowbit enters an OpenMP region.
+//
+// An exception thrown inside an OpenMP region would terminate the process, so every
+// iteration runs inside try/catch; the first exception is kept, the remaining iterations
+// are skipped, and it is rethrown on the calling thread after the region (hnswlib's
+// ParallelFor discipline). Iterations must be independent: results then do not depend on
+// the thread count.
+#pragma once
+
+#include <atomic>
+#include <exception>
+
+#include "lowbit/common.hpp"
+
+namespace lowbit {
+
+// Threads used by lowbit's parallel regions (default: OpenMP's max, i.e. OMP_NUM_THREADS).
+int get_num_threads();
+// n <= 0 restores the default.
+void set_num_threads(int n);
+
+// Number of threads to use for `n` work items of which each thread should get at least
+// `min_items_per_thread` (small problems run on one thread).
+int threads_for(i64 n, i64 min_items_per_thread);
+
+template <class F>
+void parallel_for(i64 n, F&& fn, i64 min_items_per_thread = 1) {
+  if (n <= 0) return;
+  const int nt = threads_for(n, min_items_per_thread);
+  if (nt <= 1) {
+    for (i64 i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (i64 i = 0; i < n; ++i) {
+    if (failed.load(std::memory_order_relaxed)) continue;
+    try {
+      fn(i);
+    } catch (...) {
+#pragma omp critical(lowbit_parallel_for_error)
+      {
+        if (!error) error = std::current_exception();
+      }
+      failed.store(true, std::memory_order_relaxed);
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace lowbit

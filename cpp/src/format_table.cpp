@@ -1,0 +1,91 @@
+// THE format table. One row per format, in id order; everything generic reads it.
+#include "lowbit/format_table.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "lowbit/formats_impl.hpp"
+
+namespace lowbit {
+
+namespace {
+
+// Grouped integer rows: a block is the smallest run of codes that fills whole bytes.
+constexpr int gcd8(int b) { return b % 8 == 0 ? 8 : b % 4 == 0 ? 4 : b % 2 == 0 ? 2 : 1; }
+
+QTypeTraits grouped_row(QType t, int bits, const char* name, const char* desc) {
+  return QTypeTraits{t,
+                     name,
+                     bits,
+                     8 / gcd8(bits),
+                     bits / gcd8(bits),
+                     true,
+                     true,
+                     true,
+                     -1.0,
+                     desc,
+                     formats::grouped_from_float_ref_table[bits],
+                     formats::grouped_to_float_ref_table[bits]};
+}
+
+std::vector<QTypeTraits> build_table() {
+  std::vector<QTypeTraits> t = {
+      {QType::F32, "f32", 32, 1, 4, false, false, true, 0.0, "IEEE float32",
+       formats::f32_from_float, formats::f32_to_float},
+      {QType::F16, "f16", 16, 1, 2, false, false, true, 1.0 / 2048.0,
+       "IEEE float16, round to nearest even", formats::f16_from_float, formats::f16_to_float},
+      {QType::BF16, "bf16", 16, 1, 2, false, false, true, 1.0 / 256.0,
+       "bfloat16, round to nearest even", formats::bf16_from_float, formats::bf16_to_float},
+      grouped_row(QType::INT2, 2, "int2", "2-bit codes, per-group float32 scale + integer zero"),
+      grouped_row(QType::INT3, 3, "int3", "3-bit codes, per-group float32 scale + integer zero"),
+      grouped_row(QType::INT4, 4, "int4", "4-bit codes, per-group float32 scale + integer zero"),
+      grouped_row(QType::INT5, 5, "int5", "5-bit codes, per-group float32 scale + integer zero"),
+      grouped_row(QType::INT6, 6, "int6", "6-bit codes, per-group float32 scale + integer zero"),
+      grouped_row(QType::INT7, 7, "int7", "7-bit codes, per-group float32 scale + integer zero"),
+      grouped_row(QType::INT8, 8, "int8", "8-bit codes, per-group float32 scale + integer zero"),
+  };
+  std::sort(t.begin(), t.end(), [](const QTypeTraits& a, const QTypeTraits& b) {
+    return static_cast<int>(a.type) < static_cast<int>(b.type);
+  });
+  return t;
+}
+
+}  // namespace
+
+const std::vector<QTypeTraits>& all_traits() {
+  static const std::vector<QTypeTraits> table = build_table();
+  return table;
+}
+
+const QTypeTraits& traits(QType t) {
+  for (const QTypeTraits& row : all_traits())
+    if (row.type == t) return row;
+  throw Unsupported(str_cat("format id ", static_cast<int>(t), " is not in this build's format table"));
+}
+
+const QTypeTraits& traits_by_name(const char* name) {
+  std::string known;
+  for (const QTypeTraits& row : all_traits()) {
+    if (std::strcmp(row.name, name) == 0) return row;
+    known += known.empty() ? "" : ", ";
+    known += row.name;
+  }
+  throw InvalidArgument(str_cat("unknown format '", name, "'; known formats: ", known));
+}
+
+i64 row_size(QType t, i64 n) {
+  const QTypeTraits& tr = traits(t);
+  LOWBIT_CHECK(n >= 0, "row length must be >= 0, got ", n);
+  if (!tr.partial_block_ok)
+    LOWBIT_CHECK(n % tr.block_size == 0, "row length ", n, " is not a multiple of ", tr.name,
+                 "'s block size ", tr.block_size);
+  return (n * tr.type_size + tr.block_size - 1) / tr.block_size;
+}
+
+QType grouped_int_type(int bits) {
+  LOWBIT_CHECK(bits >= 2 && bits <= 8, "bits must be in 2..8, got ", bits);
+  return static_cast<QType>(kLowbitTypeIdBase + bits);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,573 @@
+"""Typed, validated configuration objects, one per quantization method.
+
+Each method has a frozen dataclass deriving from :class:`QuantConfig`: :class:`RTNConfig`,
+:class:`GPTQConfig`, :class:`AWQConfig`, :class:`HQQConfig`, :class:`BnbConfig` (NF4/FP4/
+LLM.int8), :class:`GGUFConfig` (a ggml type or a mixture such as ``Q4_K_M``), :class:`FP8Config`.
+
+* Field names follow Hugging Face transformers where they overlap; ``quant_method`` is a class
+  constant named as transformers names it and is written into every dict and JSON text.
+* Objects are keyword-only, frozen, compared by field and hashable (sequences become tuples);
+  ``cfg.replace(**changes)`` returns a new, re-validated object.
+* ``__post_init__`` validates: ``TypeError`` for a wrong type (``bool`` is never an int or a
+  float here, nor an int a bool), ``ValueError`` for a bad value; messages name the class, the
+  field, the value given and the allowed values. String choices are stored as plain ``str``
+  (a ``(str, Enum)`` member is accepted and stored as its value).
+* ``to_dict``/``from_dict`` and ``to_json``/``from_json`` round-trip exactly. ``from_dict``
+  rejects unknown keys, or with ``strict=False`` returns ``(config, leftovers)``.
+* Subclasses register by ``quant_method`` when defined; :func:`load_config` (or
+  ``QuantConfig.from_dict``) dispatches on ``d["quant_method"]``; see :func:`registered_configs`.
+
+    >>> cfg = GPTQConfig(bits=4, group_size=128, damp_percent=0.01)
+    >>> load_config(cfg.to_json()) == cfg
+    True
+"""
+
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar, Literal, TypeVar, overload
+
+__all__ = [
+    "QuantConfig", "RTNConfig", "GPTQConfig", "AWQConfig", "HQQConfig", "BnbConfig",
+    "GGUFConfig", "FP8Config", "load_config", "registered_configs",
+]
+
+_REGISTRY: "dict[str, type[QuantConfig]]" = {}
+_C = TypeVar("_C", bound="QuantConfig")
+
+
+# ----------------------------------------------------------------------------- validators
+# Each returns the (normalized) value or raises TypeError / ValueError naming the field.
+
+def _bad_type(cls_name: str, field: str, value: object, want: str, expect: str) -> TypeError:
+    return TypeError(f"{cls_name}.{field} must be {want} ({expect}), "
+                     f"got {value!r} of type {type(value).__name__}")
+
+
+def _bad_value(cls_name: str, field: str, value: object, expect: str) -> ValueError:
+    return ValueError(f"{cls_name}.{field} must be {expect}, got {value!r}")
+
+
+def _plain(value: object) -> object:
+    """An Enum member becomes its value; anything else is returned unchanged."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _check_choice(cls_name: str, field: str, value: object, allowed: tuple[Any, ...]) -> Any:
+    """``value`` must be one of ``allowed`` (all ints or all strs; bool is no int here)."""
+    value = _plain(value)
+    expect = f"one of {allowed!r}"
+    want = int if all(isinstance(a, int) for a in allowed) else str
+    if not isinstance(value, want) or isinstance(value, bool):
+        raise _bad_type(cls_name, field, value, want.__name__, expect)
+    if value not in allowed:
+        raise _bad_value(cls_name, field, value, expect)
+    return value
+
+
+def _check_int(cls_name: str, field: str, value: object, *, lo: int | None = None,
+               hi: int | None = None, special: tuple[int, ...] = ()) -> int:
+    """``value`` must be an int in ``[lo, hi]`` (open ends where None) or one of ``special``."""
+    rng = (f"an int in [{lo}, {hi}]" if lo is not None and hi is not None
+           else f"an int >= {lo}" if lo is not None
+           else f"an int <= {hi}" if hi is not None else "an int")
+    expect = f"{', '.join(map(str, special))} or {rng}" if special else rng
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _bad_type(cls_name, field, value, "int", expect)
+    if value in special or ((lo is None or value >= lo) and (hi is None or value <= hi)):
+        return value
+    raise _bad_value(cls_name, field, value, expect)
+
+
+def _check_bool(cls_name: str, field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _bad_type(cls_name, field, value, "bool", "True or False")
+    return value
+
+
+def _check_float_range(cls_name: str, field: str, value: object, lo: float,
+                       hi: float | None = None, *, lo_incl: bool = False,
+                       hi_incl: bool = False) -> float:
+    """``value`` must be a finite real between ``lo`` and ``hi``; returned as ``float``."""
+    if hi is None:
+        expect = f"a finite number {'>=' if lo_incl else '>'} {lo:g}"
+    else:
+        expect = f"a number in {'[' if lo_incl else '('}{lo:g}, {hi:g}{']' if hi_incl else ')'}"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise _bad_type(cls_name, field, value, "float", expect)
+    v = float(value)
+    ok = (math.isfinite(v) and (v >= lo if lo_incl else v > lo)
+          and (hi is None or (v <= hi if hi_incl else v < hi)))
+    if not ok:
+        raise _bad_value(cls_name, field, value, expect)
+    return v
+
+
+def _check_str_tuple(cls_name: str, field: str, value: object) -> tuple[str, ...]:
+    expect = "a tuple (or list) of str"
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+        raise _bad_type(cls_name, field, value, "tuple[str, ...]", expect)
+    return tuple(value)
+
+
+def _check_optional_path(cls_name: str, field: str, value: object) -> str | None:
+    """None, or a non-empty path given as ``str`` or ``os.PathLike`` (stored as ``str``)."""
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if path is not None and not isinstance(path, str):
+        raise _bad_type(cls_name, field, value, "str | None", "None or a non-empty path")
+    if path == "":
+        raise _bad_value(cls_name, field, value, "None or a non-empty path")
+    return path
+
+
+def _is_tuple_type(tp: object) -> bool:
+    """True for ``tuple``, ``tuple[...]`` and unions containing one (``tuple[int, int] | None``)."""
+    if tp is tuple or typing.get_origin(tp) is tuple:
+        return True
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_tuple_type(a) for a in typing.get_args(tp))
+    return False
+
+
+def _to_jsonable(value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def _lookup(method: object) -> "type[QuantConfig]":
+    method = _plain(method)
+    if not isinstance(method, str) or method not in _REGISTRY:
+        raise ValueError(f"unknown quant_method {method!r}; known methods: {tuple(_REGISTRY)}")
+    return _REGISTRY[method]
+
+
+# ----------------------------------------------------------------------------- base class
+
+@dataclass(frozen=True, kw_only=True)
+class QuantConfig:
+    """Base of all config classes; not instantiable itself.
+
+    A subclass is a ``@dataclass(frozen=True, kw_only=True)`` that sets the class constant
+    ``quant_method: ClassVar[str]`` (unique across subclasses) and validates its fields in
+    ``__post_init__``. Defining it registers it for :func:`load_config`.
+    """
+
+    quant_method: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("quant_method")
+        if not isinstance(method, str) or not method:
+            raise TypeError(f"{cls.__name__} must set a class constant "
+                            f"'quant_method: ClassVar[str]' (a non-empty str)")
+        if method in _REGISTRY:
+            raise ValueError(f"quant_method {method!r} of {cls.__name__} is already registered "
+                             f"by {_REGISTRY[method].__name__}")
+        _REGISTRY[method] = cls
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "QuantConfig":
+        if cls is QuantConfig:
+            raise TypeError("QuantConfig is abstract; use one of "
+                            f"{tuple(c.__name__ for c in _REGISTRY.values())}")
+        return super().__new__(cls)
+
+    def _check(self, check: Callable[..., object], field: str, *args: Any, **kw: Any) -> None:
+        """Run ``check(cls_name, field, value, *args, **kw)``; store the normalized result."""
+        value = check(type(self).__name__, field, getattr(self, field), *args, **kw)
+        object.__setattr__(self, field, value)
+
+    @classmethod
+    def _field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields plus ``"quant_method"`` as plain JSON types (tuples become lists)."""
+        out: dict[str, Any] = {"quant_method": self.quant_method}
+        for f in dataclasses.fields(self):
+            out[f.name] = _to_jsonable(getattr(self, f.name))
+        return out
+
+    @overload
+    @classmethod
+    def from_dict(cls: type[_C], d: Mapping[str, Any], *, strict: Literal[True] = ...) -> _C: ...
+    @overload
+    @classmethod
+    def from_dict(cls: type[_C], d: Mapping[str, Any], *,
+                  strict: Literal[False]) -> tuple[_C, dict[str, Any]]: ...
+
+    @classmethod
+    def from_dict(cls: type[_C], d: Mapping[str, Any], *,
+                  strict: bool = True) -> "_C | tuple[_C, dict[str, Any]]":
+        """Build a config from ``d`` (as written by :meth:`to_dict`).
+
+        A ``"quant_method"`` key is optional but must equal ``cls.quant_method``; called on
+        ``QuantConfig`` itself, it is required and picks the class. Lists are turned back into
+        tuples for tuple fields. Unknown keys raise ``ValueError`` when ``strict``; otherwise
+        the result is ``(config, leftovers)`` with the unknown keys in ``leftovers``.
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict expects a mapping, "
+                            f"got {type(d).__name__}")
+        data = dict(d)
+        if cls is QuantConfig:
+            if "quant_method" not in data:
+                raise ValueError("config dict has no 'quant_method' key; known methods: "
+                                 f"{tuple(_REGISTRY)}")
+            return _lookup(data["quant_method"]).from_dict(data, strict=strict)
+        method = _plain(data.pop("quant_method", cls.quant_method))
+        if method != cls.quant_method:
+            raise ValueError(f"{cls.__name__}.from_dict: quant_method {method!r} does not match "
+                             f"{cls.__name__}.quant_method {cls.quant_method!r}")
+        names = cls._field_names()
+        leftovers = {k: v for k, v in data.items() if k not in names}
+        if strict and leftovers:
+            raise ValueError(f"{cls.__name__}.from_dict: unknown key(s) "
+                             f"{sorted(map(str, leftovers))}; allowed: {list(names)}")
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for f in dataclasses.fields(cls):
+            if f.name in kwargs and isinstance(kwargs[f.name], list) and _is_tuple_type(f.type):
+                kwargs[f.name] = tuple(kwargs[f.name])
+        cfg = cls(**kwargs)
+        return cfg if strict else (cfg, leftovers)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text of :meth:`to_dict` (``sort_keys=True``)."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_json(cls: type[_C], s: str) -> _C:
+        """Inverse of :meth:`to_json` (strict: unknown keys raise ``ValueError``)."""
+        d = json.loads(s)
+        if not isinstance(d, dict):
+            raise TypeError(f"{cls.__name__}.from_json expects a JSON object, "
+                            f"got {type(d).__name__}")
+        return cls.from_dict(d)
+
+    def replace(self: _C, **changes: Any) -> _C:
+        """A copy with ``changes`` applied, validated again (``dataclasses.replace``)."""
+        unknown = sorted(set(changes) - set(self._field_names()))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.replace: unknown field(s) {unknown}; "
+                            f"allowed: {list(self._field_names())}")
+        return dataclasses.replace(self, **changes)
+
+
+def registered_configs() -> "dict[str, type[QuantConfig]]":
+    """A copy of the registry: ``quant_method -> config class``, in definition order."""
+    return dict(_REGISTRY)
+
+
+def load_config(d: "dict[str, Any] | str") -> QuantConfig:
+    """Build the config named by ``d["quant_method"]``; ``d`` may be a dict or JSON text.
+
+    Raises ``ValueError`` for a missing or unknown ``quant_method`` (listing the known ones)
+    or unknown keys, ``TypeError`` if ``d`` is neither a dict nor a JSON object.
+    """
+    if isinstance(d, str):
+        d = json.loads(d)
+    if not isinstance(d, Mapping):
+        raise TypeError(f"load_config expects a dict or a JSON object string, "
+                        f"got {type(d).__name__}")
+    return QuantConfig.from_dict(d)
+
+
+# ----------------------------------------------------------------------------- methods
+
+@dataclass(frozen=True, kw_only=True)
+class RTNConfig(QuantConfig):
+    """Round-to-nearest uniform quantization (no calibration data).
+
+    Args:
+        bits (int, default 4): bits per weight, 2..8.
+        group_size (int, default 128): input columns sharing one scale/zero. -1 = one group
+            per output channel (row), 0 = one scale for the whole tensor (per-tensor), n > 0 =
+            groups of n consecutive input columns (the last group may be partial).
+        sym (bool, default True): symmetric grid around zero if True, asymmetric min/max grid
+            with an integer zero point if False.
+    """
+
+    quant_method: ClassVar[str] = "rtn"
+    bits: int = 4
+    group_size: int = 128
+    sym: bool = True
+
+    def __post_init__(self) -> None:
+        self._check(_check_int, "bits", lo=2, hi=8)
+        self._check(_check_int, "group_size", lo=1, special=(-1, 0))
+        self._check(_check_bool, "sym")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GPTQConfig(QuantConfig):
+    """GPTQ: column-by-column rounding with Hessian-based error compensation.
+
+    Args:
+        bits (int, default 4): bits per weight, one of 2, 3, 4, 8.
+        group_size (int, default 128): input columns per scale/zero group; -1 = one group per
+            output row (AutoGPTQ defaults to -1, transformers and GPTQModel to 128).
+        damp_percent (float, default 0.01): dampening added to the Hessian diagonal, as a
+            fraction of its mean; 0 < x < 1. The reference code and AutoGPTQ use 0.01,
+            transformers 0.1, GPTQModel 0.05.
+        desc_act (bool, default False): act-order, i.e. quantize columns by decreasing Hessian
+            diagonal (AutoGPTQ defaults to True, transformers to False).
+        sym (bool, default True): symmetric grid (zero point fixed at mid-range).
+        true_sequential (bool, default True): quantize the sub-layers of a block one after
+            another, each seeing the outputs of those already quantized.
+        static_groups (bool, default False): with ``desc_act``, compute every group's scale
+            before the sweep, so groups follow the original column order.
+        block_size (int, default 128): columns per lazy-batch update block, > 0.
+        mse (bool, default False): pick each scale by an MSE grid search over shrunken ranges
+            instead of plain min/max.
+        damp_auto_increment (float, default 0.01): added to ``damp_percent`` before a retry
+            when the damped Hessian is not positive definite; 0 <= x < 1 (0 = no retry).
+        checkpoint_format (str, default "gptq"): "gptq" (v1, stored zeros are z - 1) or
+            "gptq_v2" (zeros stored as is).
+        hessian_dtype (str, default "float32"): Hessian accumulation dtype, "float32" or
+            "float64".
+    """
+
+    quant_method: ClassVar[str] = "gptq"
+    bits: int = 4
+    group_size: int = 128
+    damp_percent: float = 0.01
+    desc_act: bool = False
+    sym: bool = True
+    true_sequential: bool = True
+    static_groups: bool = False
+    block_size: int = 128
+    mse: bool = False
+    damp_auto_increment: float = 0.01
+    checkpoint_format: str = "gptq"
+    hessian_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        self._check(_check_choice, "bits", (2, 3, 4, 8))
+        self._check(_check_int, "group_size", lo=1, special=(-1,))
+        self._check(_check_float_range, "damp_percent", 0, 1)
+        for name in ("desc_act", "sym", "true_sequential", "static_groups", "mse"):
+            self._check(_check_bool, name)
+        self._check(_check_int, "block_size", lo=1)
+        self._check(_check_float_range, "damp_auto_increment", 0, 1, lo_incl=True)
+        self._check(_check_choice, "checkpoint_format", ("gptq", "gptq_v2"))
+        self._check(_check_choice, "hessian_dtype", ("float32", "float64"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AWQConfig(QuantConfig):
+    """AWQ: activation-aware per-input-channel scaling (and clipping) before quantization.
+
+    Args:
+        bits (int, default 4): bits per weight, 2..8. The "gemm" and "gemv" export layouts
+            (AutoAWQ packers) exist for 4 bits only; other widths are for experiments.
+        group_size (int, default 128): input columns per group; -1 = one group per row.
+        zero_point (bool, default True): asymmetric grid with a zero point (AWQ's default).
+        version (str, default "gemm"): packed layout on export, "gemm" or "gemv".
+        duo_scaling (bool, default True): search ``s = x_mean^a / w_mean^(1-a)`` (AutoAWQ)
+            instead of ``s = x_mean^a`` (llm-awq).
+        n_grid (int, default 20): grid points of the exponent ``a = k/n_grid``, > 0.
+        apply_clip (bool, default True): run the weight-clipping search after scaling.
+        max_chunk_memory (int, default 1 GiB): bytes per chunk when computing losses, > 0.
+    """
+
+    quant_method: ClassVar[str] = "awq"
+    bits: int = 4
+    group_size: int = 128
+    zero_point: bool = True
+    version: str = "gemm"
+    duo_scaling: bool = True
+    n_grid: int = 20
+    apply_clip: bool = True
+    max_chunk_memory: int = 1024 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        self._check(_check_int, "bits", lo=2, hi=8)
+        self._check(_check_int, "group_size", lo=1, special=(-1,))
+        for name in ("zero_point", "duo_scaling", "apply_clip"):
+            self._check(_check_bool, name)
+        self._check(_check_choice, "version", ("gemm", "gemv"))
+        self._check(_check_int, "n_grid", lo=1)
+        self._check(_check_int, "max_chunk_memory", lo=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HQQConfig(QuantConfig):
+    """HQQ: calibration-free fit of the zero point under a sparsity-promoting lp error.
+
+    Args:
+        nbits (int, default 4): bits per weight, one of 1, 2, 3, 4, 8.
+        group_size (int, default 64): elements per group, > 0 (hqq itself also wants a
+            multiple of 8 that divides the weight's size).
+        axis (int, default 1): 1 = groups of consecutive input columns (as GPTQ/AWQ);
+            0 = groups strided over the flattened tensor (hqq's ``axis=0``).
+        optimize (bool, default True): run the half-quadratic solver; False = plain min/max.
+        lp_norm (float, default 0.7): the p of the lp error, 0 < p <= 1.
+        beta (float, default 10.0): initial penalty of the shrinkage step, > 0.
+        kappa (float, default 1.01): penalty growth per iteration, > 1 (hqq's default solver
+            reads it but never applies it).
+        iters (int, default 20): maximum solver iterations, > 0.
+        early_stop (bool, default True): stop at the first iteration that does not improve.
+    """
+
+    quant_method: ClassVar[str] = "hqq"
+    nbits: int = 4
+    group_size: int = 64
+    axis: int = 1
+    optimize: bool = True
+    lp_norm: float = 0.7
+    beta: float = 10.0
+    kappa: float = 1.01
+    iters: int = 20
+    early_stop: bool = True
+
+    def __post_init__(self) -> None:
+        self._check(_check_choice, "nbits", (1, 2, 3, 4, 8))
+        self._check(_check_int, "group_size", lo=1)
+        self._check(_check_choice, "axis", (0, 1))
+        self._check(_check_bool, "optimize")
+        self._check(_check_float_range, "lp_norm", 0, 1, hi_incl=True)
+        self._check(_check_float_range, "beta", 0)
+        self._check(_check_float_range, "kappa", 1)
+        self._check(_check_int, "iters", lo=1)
+        self._check(_check_bool, "early_stop")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BnbConfig(QuantConfig):
+    """bitsandbytes-style NF4/FP4 blockwise 4-bit or LLM.int8() 8-bit weights.
+
+    Args:
+        load_in_4bit (bool, default True): 4-bit blockwise NF4/FP4 weights.
+        load_in_8bit (bool, default False): LLM.int8() row-wise int8 weights with outlier
+            decomposition. Exactly one of ``load_in_4bit`` / ``load_in_8bit`` must be True.
+        bnb_4bit_quant_type (str, default "nf4"): 4-bit code, "nf4" or "fp4" (bnb's own FP4,
+            not E2M1; transformers defaults to "fp4").
+        bnb_4bit_use_double_quant (bool, default False): quantize the per-block absmax again
+            (8-bit, blocks of 256): ~4.127 instead of 4.5 bits per weight.
+        bnb_4bit_blocksize (int, default 64): weights per absmax block, a power of two in
+            32..4096.
+        bnb_4bit_compute_dtype (str, default "float32"): dtype of dequantized weights in
+            matmuls: "float32", "float16" or "bfloat16".
+        llm_int8_threshold (float, default 6.0): activation magnitude from which an input
+            feature is an outlier, computed in floating point; > 0.
+        llm_int8_skip_modules (tuple[str, ...], default ()): module names left unquantized
+            (a list is accepted and stored as a tuple).
+    """
+
+    quant_method: ClassVar[str] = "bitsandbytes"
+    load_in_4bit: bool = True
+    load_in_8bit: bool = False
+    bnb_4bit_quant_type: str = "nf4"
+    bnb_4bit_use_double_quant: bool = False
+    bnb_4bit_blocksize: int = 64
+    bnb_4bit_compute_dtype: str = "float32"
+    llm_int8_threshold: float = 6.0
+    llm_int8_skip_modules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("load_in_4bit", "load_in_8bit", "bnb_4bit_use_double_quant"):
+            self._check(_check_bool, name)
+        if self.load_in_4bit == self.load_in_8bit:
+            n = type(self).__name__
+            raise ValueError(f"{n}.load_in_4bit and {n}.load_in_8bit: exactly one must be True, "
+                             f"got load_in_4bit={self.load_in_4bit}, "
+                             f"load_in_8bit={self.load_in_8bit}")
+        self._check(_check_choice, "bnb_4bit_quant_type", ("nf4", "fp4"))
+        self._check(_check_choice, "bnb_4bit_blocksize", (32, 64, 128, 256, 512, 1024, 2048, 4096))
+        self._check(_check_choice, "bnb_4bit_compute_dtype", ("float32", "float16", "bfloat16"))
+        self._check(_check_float_range, "llm_int8_threshold", 0)
+        self._check(_check_str_tuple, "llm_int8_skip_modules")
+
+
+_GGUF_PLAIN = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+               "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL")
+_GGUF_MIXTURES = ("Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M")
+
+
+def _check_gguf_type(cls_name: str, field: str, value: object) -> str:
+    """A ggml type or mixture name, any case, returned in its canonical spelling."""
+    allowed = _GGUF_PLAIN + _GGUF_MIXTURES
+    value = _plain(value)
+    if not isinstance(value, str):
+        raise _bad_type(cls_name, field, value, "str", f"one of {allowed!r}")
+    canonical = {t.upper(): t for t in allowed}.get(value.strip().upper())
+    if canonical is None:
+        raise _bad_value(cls_name, field, value, f"one of {allowed!r} (any case)")
+    return canonical
+
+
+@dataclass(frozen=True, kw_only=True)
+class GGUFConfig(QuantConfig):
+    """llama.cpp / GGUF quantization: one ggml type for all tensors, or a mixture recipe.
+
+    Args:
+        type (str, default "Q4_K_M"): a plain ggml type ("F32", "F16", "BF16", "Q4_0",
+            "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL")
+            or a llama.cpp mixture ("Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M",
+            "Q5_K_S", "Q5_K_M") that picks a type per tensor (``llama_tensor_get_type``).
+            Matched case-insensitively and stored as spelled here ("q4_k_m" -> "Q4_K_M").
+        imatrix (str | None, default None): path of an importance-matrix file that weights
+            the quantization error per input column; None = unweighted.
+    """
+
+    quant_method: ClassVar[str] = "gguf"
+    type: str = "Q4_K_M"
+    imatrix: str | None = None
+
+    def __post_init__(self) -> None:
+        self._check(_check_gguf_type, "type")
+        self._check(_check_optional_path, "imatrix")
+
+    @property
+    def is_mixture(self) -> bool:
+        """True for the per-tensor mixture recipes (names ending in _S, _M or _L)."""
+        return self.type in _GGUF_MIXTURES
+
+
+def _check_block_size(cls_name: str, field: str, value: object) -> tuple[int, int] | None:
+    """None, or a pair (tuple or list) of ints >= 1, returned as a tuple."""
+    expect = "None or a pair of ints >= 1"
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _bad_type(cls_name, field, value, "tuple[int, int] | None", expect)
+    if len(value) != 2 or min(value) < 1:
+        raise _bad_value(cls_name, field, value, expect)
+    return (value[0], value[1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class FP8Config(QuantConfig):
+    """FP8 weights (OCP E4M3 "fn" or E5M2) with float scales.
+
+    Args:
+        fmt (str, default "e4m3"): "e4m3" (max 448, no inf) or "e5m2" (max 57344).
+        activation_scheme (str, default "dynamic"): activation scales computed per forward
+            ("dynamic") or calibrated once ("static").
+        weight_block_size (tuple[int, int] | None, default None): None = per-channel or
+            per-tensor scales (see ``per_channel``); else (rows, cols) of one scale block,
+            e.g. (128, 128), which takes precedence over ``per_channel``.
+        per_channel (bool, default True): without blocks, one scale per output row if True,
+            one per tensor if False.
+    """
+
+    quant_method: ClassVar[str] = "fp8"
+    fmt: str = "e4m3"
+    activation_scheme: str = "dynamic"
+    weight_block_size: tuple[int, int] | None = None
+    per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        self._check(_check_choice, "fmt", ("e4m3", "e5m2"))
+        self._check(_check_choice, "activation_scheme", ("dynamic", "static"))
+        self._check(_check_block_size, "weight_block_size")
+        self._check(_check_bool, "per_channel")
