@@ -1,0 +1,226 @@
+"""QuantizedTensor: a packed weight matrix, its format, and what produced it.
+
+The arrays follow lowbit's canonical grouped layout (see ``cpp/include/lowbit/grouped_int.hpp``):
+
+=========  ==========================  ===================================================
+name       dtype, shape                meaning
+=========  ==========================  ===================================================
+qweight    uint8 [out, ceil(in*b/8)]   codes of each row, LSB-first bit stream
+scales     float32 [out or 1, G]       per-group scale (1 row when per-tensor)
+zeros      uint8 [out or 1, G]         per-group integer zero point (sym: 2^(b-1))
+g_idx      int32 [in] (optional)       group of each input column (act-order); absent means
+                                       contiguous groups of ``group_size`` columns
+=========  ==========================  ===================================================
+
+``W_hat[r, c] = scales[r, g] * (code[r, c] - zeros[r, g])`` with ``g`` the group of column c.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .config import QuantConfig, load_config
+from .formats import FormatInfo, format_info
+
+__all__ = ["QuantizedTensor"]
+
+_METADATA_KEY = "lowbit"
+_FILE_VERSION = 1
+
+
+@dataclass(eq=False)
+class QuantizedTensor:
+    """A quantized weight matrix ``W`` of shape ``(out_features, in_features)``.
+
+    Behaves like the weight of a linear layer: ``x @ q`` computes ``x @ W_hat.T`` for x of
+    shape ``(..., in_features)``.
+
+    Attributes:
+        format: format-table name (``"int4"``, ...).
+        shape: ``(out_features, in_features)``.
+        arrays: the packed arrays (see the module docstring for the layout).
+        group_size: input columns per group (``in_features`` for per-channel / per-tensor).
+        per_tensor: one scale for the whole matrix.
+        sym: symmetric grid (zero point fixed at ``2^(bits-1)``).
+        config: the config that produced it (None if built by hand or imported).
+        stats: figures the quantizer recorded (seconds, objective, ...).
+    """
+
+    format: str
+    shape: tuple[int, int]
+    arrays: dict[str, np.ndarray]
+    group_size: int
+    per_tensor: bool = False
+    sym: bool = True
+    config: QuantConfig | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    # numpy defers `x @ q` (and other binary ops) to our __rmatmul__ instead of converting q.
+    __array_ufunc__ = None
+
+    def __post_init__(self) -> None:
+        self.shape = (int(self.shape[0]), int(self.shape[1]))
+        self._validate()
+
+    # ---- facts ---------------------------------------------------------------------------
+    @property
+    def info(self) -> FormatInfo:
+        """The format-table row of :attr:`format`."""
+        return format_info(self.format)
+
+    @property
+    def bits(self) -> int:
+        return self.info.bits
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.arrays["scales"].shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every stored array (codes, scales, zeros, g_idx)."""
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight, scales and zeros included."""
+        return 8.0 * self.nbytes / (self.shape[0] * self.shape[1])
+
+    def __repr__(self) -> str:
+        g = "tensor" if self.per_tensor else ("channel" if self.group_size == self.shape[1] else self.group_size)
+        return (f"QuantizedTensor(format={self.format!r}, shape={self.shape}, group_size={g}, "
+                f"sym={self.sym}, bits_per_weight={self.bits_per_weight:.3f})")
+
+    # ---- numerics ------------------------------------------------------------------------
+    def dequantize(self) -> np.ndarray:
+        """float32 ``(out_features, in_features)`` reconstruction ``W_hat``."""
+        a = self.arrays
+        return _core.dequantize_grouped(a["qweight"], a["scales"], a["zeros"], self.bits, self.shape[0],
+                                        self.shape[1], self.group_size, self.per_tensor, a.get("g_idx"))
+
+    def matmul(self, x: npt.ArrayLike) -> np.ndarray:
+        """``x @ W_hat.T``: x float ``(..., in_features)`` -> float32 ``(..., out_features)``.
+
+        Reference implementation (dequantize, then a float32 BLAS matmul); the fast kernels
+        that never materialise ``W_hat`` come with the kernel work.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu" or x.ndim == 0:
+            raise TypeError(f"x must be a numeric array of shape (..., {self.shape[1]}), got dtype "
+                            f"{x.dtype} ndim {x.ndim}")
+        if x.shape[-1] != self.shape[1]:
+            raise ValueError(f"x.shape[-1] must equal in_features={self.shape[1]}, got x.shape={x.shape}")
+        return np.asarray(x, dtype=np.float32) @ self.dequantize().T
+
+    def __rmatmul__(self, x: npt.ArrayLike) -> np.ndarray:
+        return self.matmul(x)
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a safetensors file with the arrays and a JSON description in its metadata.
+
+        The write is atomic: a temporary file in the same folder, then a rename, so a crash
+        never leaves a half-written file at ``path``.
+        """
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        meta = {
+            "file_version": _FILE_VERSION,
+            "format": self.format,
+            "format_id": self.info.id,
+            "shape": list(self.shape),
+            "group_size": self.group_size,
+            "per_tensor": self.per_tensor,
+            "sym": self.sym,
+            "config": self.config.to_dict() if self.config is not None else None,
+            "stats": _jsonable(self.stats),
+            "lowbit_version": _core.__version__,
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        os.close(fd)
+        try:
+            save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, tmp,
+                      metadata={_METADATA_KEY: json.dumps(meta, sort_keys=True)})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "QuantizedTensor":
+        """Read a file written by :meth:`save`; ValueError names the file and the problem."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                metadata = f.metadata() or {}
+                arrays = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+        if _METADATA_KEY not in metadata:
+            raise ValueError(f"{path}: safetensors file without lowbit metadata (not written by QuantizedTensor.save)")
+        meta = json.loads(metadata[_METADATA_KEY])
+        if meta.get("file_version") != _FILE_VERSION:
+            raise ValueError(f"{path}: unsupported lowbit file_version {meta.get('file_version')!r}")
+        try:
+            return cls(format=meta["format"], shape=tuple(meta["shape"]), arrays=arrays,
+                       group_size=meta["group_size"], per_tensor=meta["per_tensor"], sym=meta["sym"],
+                       config=load_config(meta["config"]) if meta.get("config") else None,
+                       stats=meta.get("stats") or {})
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: inconsistent lowbit tensor ({e})") from e
+
+    # ---- checks --------------------------------------------------------------------------
+    def _validate(self) -> None:
+        info = self.info
+        if not info.needs_group_params:
+            raise ValueError(f"QuantizedTensor holds grouped formats (int2..int8) today, got {self.format!r}")
+        out, inp = self.shape
+        if out <= 0 or inp <= 0:
+            raise ValueError(f"shape must be positive, got {self.shape}")
+        gs = self.group_size
+        if not (0 < gs <= inp):
+            raise ValueError(f"group_size must be in 1..{inp} (in_features), got {gs}")
+        n_groups = -(-inp // gs)
+        srows = 1 if self.per_tensor else out
+        expect = {
+            "qweight": (np.uint8, (out, (inp * info.bits + 7) // 8)),
+            "scales": (np.float32, (srows, n_groups)),
+            "zeros": (np.uint8, (srows, n_groups)),
+        }
+        if "g_idx" in self.arrays:
+            expect["g_idx"] = (np.int32, (inp,))
+        unknown = set(self.arrays) - set(expect)
+        if unknown:
+            raise ValueError(f"unexpected arrays {sorted(unknown)}; a {self.format} tensor has {sorted(expect)}")
+        for name, (dtype, shape) in expect.items():
+            a = self.arrays.get(name)
+            if a is None:
+                raise ValueError(f"missing array {name!r} ({np.dtype(dtype).name} {shape})")
+            if a.dtype != dtype or a.shape != shape:
+                raise ValueError(f"{name} must be {np.dtype(dtype).name} of shape {shape}, got {a.dtype} {a.shape}")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
