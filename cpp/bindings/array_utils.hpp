@@ -49,11 +49,6 @@ struct MatrixArg {
 
 inline MatrixArg matrix_arg(const py::handle& obj, const char* name) {
   py::array a = as_array(obj, name);
-  if (a.ndim() != 2)
-    throw InvalidArgument(str_cat(name, " must be a 2-D array (out_features, in_features), got a ",
-                                  a.ndim(), "-D array of ", describe(a)));
-  if (a.shape(0) == 0 || a.shape(1) == 0)
-    throw InvalidArgument(str_cat(name, " must be non-empty, got ", describe(a)));
   const py::dtype dt = a.dtype();
   const std::string dname = dtype_str(a);
   DType kind;
@@ -70,6 +65,11 @@ inline MatrixArg matrix_arg(const py::handle& obj, const char* name) {
     throw TypeMismatch(str_cat(name, " must be a floating-point array (float32, float16, bfloat16 or float64), got ",
                                describe(a)));
   }
+  if (a.ndim() != 2)
+    throw InvalidArgument(str_cat(name, " must be a 2-D array (out_features, in_features), got a ",
+                                  a.ndim(), "-D array of ", describe(a)));
+  if (a.shape(0) == 0 || a.shape(1) == 0)
+    throw InvalidArgument(str_cat(name, " must be non-empty, got ", describe(a)));
   const py::ssize_t item = a.itemsize();
   if (a.strides(0) % item != 0 || a.strides(1) % item != 0)
     throw InvalidArgument(str_cat(name, " has strides not aligned to its items: strides (", a.strides(0), ", ",

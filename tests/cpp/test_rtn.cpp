@@ -69,7 +69,7 @@ TEST(Rtn, EveryWeightWithinHalfAStepAndZeroExact) {
             const i64 si = r.shape.per_tensor ? 0 : i * G + c / r.shape.group_size;
             const float s = r.scales[si];
             const float err = std::fabs(r.deq[i * cols + c] - w[i * cols + c]);
-            ASSERT_LE(err, 0.5f * s * (1 + 1e-5f)) << "bits=" << bits << " sym=" << sym << " gs=" << gs;
+            ASSERT_LE(err, 0.5f * s * (1 + std::ldexp(1.0f, bits - 22))) << "bits=" << bits << " sym=" << sym << " gs=" << gs;
           }
         EXPECT_EQ(r.deq[5], 0.0f) << "zero must be representable exactly";
       }

@@ -1,0 +1,27 @@
+# Two entry points (see README): `make demo` runs the main job, `make test` runs every test.
+# Both install what is missing (Debian packages when root, .venv with pip) and build first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
+
+.PHONY: setup demo test bench wheel clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(RUN) -m lowbit demo
+
+test:
+	bash scripts/test.sh
+
+bench: setup
+	./build/bench/bench_rtn --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(RUN) bench/bench_rtn.py
+
+# Build and install the wheel into a scratch venv and import it (what `pip install .` gives users).
+wheel: setup
+	bash scripts/check_wheel.sh
+
+clean:
+	rm -rf build
