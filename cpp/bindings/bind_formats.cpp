@@ -52,6 +52,26 @@ GroupedIntShape grouped_shape_arg(int bits, i64 rows, i64 cols, i64 group_size, 
   return make_grouped_shape(bits, rows, cols, per_tensor ? 0 : group_size);
 }
 
+// The per-group scales/zeros a grouped format's reference row functions need (kept alive
+// here); nothing for self-contained formats.
+struct RowGroupArgs {
+  GroupParams gp;
+  py::array_t<float, py::array::c_style> scales;
+  py::array_t<std::uint8_t, py::array::c_style> zeros;
+  bool used = false;
+
+  RowGroupArgs(const QTypeTraits& t, i64 n, const py::object& scales_o, const py::object& zeros_o, i64 group_size) {
+    if (!t.needs_group_params) return;
+    LOWBIT_CHECK(group_size > 0, "group_size must be > 0 for ", t.name, ", got ", group_size);
+    const i64 G = (n + group_size - 1) / group_size;
+    scales = exact_array<float>(scales_o, "scales", {G});
+    zeros = exact_array<std::uint8_t>(zeros_o, "zeros", {G});
+    gp = GroupParams{scales.data(), zeros.data(), group_size};
+    used = true;
+  }
+  const GroupParams* params() const { return used ? &gp : nullptr; }
+};
+
 }  // namespace
 
 void register_formats(py::module_& m) {
@@ -89,18 +109,9 @@ void register_formats(py::module_& m) {
         auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(as_array(xo, "x"));
         LOWBIT_CHECK(x.ndim() == 1 && x.size() > 0, "x must be a non-empty 1-D array, got ", describe(x));
         const i64 n = x.size();
-        GroupParams gp;
-        py::array_t<float, py::array::c_style> sc;
-        py::array_t<std::uint8_t, py::array::c_style> zs;
-        if (t.needs_group_params) {
-          LOWBIT_CHECK(group_size > 0, "group_size must be > 0 for ", fmt, ", got ", group_size);
-          const i64 G = (n + group_size - 1) / group_size;
-          sc = exact_array<float>(scales_o, "scales", {G});
-          zs = exact_array<std::uint8_t>(zeros_o, "zeros", {G});
-          gp = GroupParams{sc.data(), zs.data(), group_size};
-        }
+        const RowGroupArgs g(t, n, scales_o, zeros_o, group_size);
         py::array_t<std::uint8_t> out(row_size(t.type, n));
-        t.from_float_ref(x.data(), out.mutable_data(), n, t.needs_group_params ? &gp : nullptr);
+        t.from_float_ref(x.data(), out.mutable_data(), n, g.params());
         return out;
       },
       py::arg("format"), py::arg("x"), py::arg("scales") = py::none(), py::arg("zeros") = py::none(),
@@ -113,18 +124,9 @@ void register_formats(py::module_& m) {
         const QTypeTraits& t = traits_by_name(fmt.c_str());
         LOWBIT_CHECK(n > 0, "n must be > 0, got ", n);
         auto data = exact_array<std::uint8_t>(data_o, "data", {row_size(t.type, n)});
-        GroupParams gp;
-        py::array_t<float, py::array::c_style> sc;
-        py::array_t<std::uint8_t, py::array::c_style> zs;
-        if (t.needs_group_params) {
-          LOWBIT_CHECK(group_size > 0, "group_size must be > 0 for ", fmt, ", got ", group_size);
-          const i64 G = (n + group_size - 1) / group_size;
-          sc = exact_array<float>(scales_o, "scales", {G});
-          zs = exact_array<std::uint8_t>(zeros_o, "zeros", {G});
-          gp = GroupParams{sc.data(), zs.data(), group_size};
-        }
+        const RowGroupArgs g(t, n, scales_o, zeros_o, group_size);
         py::array_t<float> out(n);
-        t.to_float_ref(data.data(), out.mutable_data(), n, t.needs_group_params ? &gp : nullptr);
+        t.to_float_ref(data.data(), out.mutable_data(), n, g.params());
         return out;
       },
       py::arg("format"), py::arg("data"), py::arg("n"), py::arg("scales") = py::none(),
