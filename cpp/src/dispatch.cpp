@@ -6,6 +6,7 @@
 
 #include "lowbit/common.hpp"
 #include "lowbit/kernels.hpp"
+#include "lowbit/linalg.hpp"
 
 namespace lowbit {
 
@@ -54,5 +55,19 @@ const GridKernels& grid_kernels(Isa isa) {
 }
 
 const GridKernels& grid_kernels() { return grid_kernels(active_isa()); }
+
+const LinalgKernels& linalg_kernels(Isa isa) {
+  if (!isa_supported(isa))
+    throw Unsupported(str_cat("no '", isa_name(isa), "' kernels on this CPU/build"));
+  switch (isa) {
+#ifdef LOWBIT_HAVE_X86_KERNELS
+    case Isa::Avx512: return avx512::kLinalgKernels;
+    case Isa::Avx2: return avx2::kLinalgKernels;
+#endif
+    default: return scalar::kLinalgKernels;
+  }
+}
+
+const LinalgKernels& linalg_kernels() { return linalg_kernels(active_isa()); }
 
 }  // namespace lowbit

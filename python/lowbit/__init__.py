@@ -30,6 +30,7 @@ from .config import (
 from .formats import FORMATS, FormatInfo, format_info
 from .numerics import bf16_bits, fp16_bits, from_bf16_bits, from_fp16_bits
 from .quantize import available_methods, quantize
+from .statistics import HessianAccumulator
 from .system import cpu_info, force_isa, get_num_threads, set_num_threads
 from .tensor import QuantizedTensor
 
@@ -45,6 +46,7 @@ __all__ = [
     "GGUFConfig",
     "GPTQConfig",
     "HQQConfig",
+    "HessianAccumulator",
     "QuantConfig",
     "QuantizedTensor",
     "RTNConfig",

@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .config import QuantConfig, RTNConfig
+from .config import QuantConfig
 from .tensor import QuantizedTensor
 
 __all__ = ["available_methods", "quantize", "register_method", "STAT_NAMES"]
@@ -79,12 +78,5 @@ def quantize(W: npt.ArrayLike, config: QuantConfig, **stats: Any) -> QuantizedTe
     return q
 
 
-@register_method(RTNConfig)
-def _quantize_rtn(W: npt.ArrayLike, config: RTNConfig, **_stats: Any) -> QuantizedTensor:
-    """Round to nearest on the min-max grid (calibration-free)."""
-    if not isinstance(W, np.ndarray):
-        W = np.asarray(W)
-    qweight, scales, zeros, group_size = _core.rtn_quantize(W, config.bits, config.group_size, config.sym)
-    return QuantizedTensor(format=f"int{config.bits}", shape=W.shape, arrays={
-        "qweight": qweight, "scales": scales, "zeros": zeros,
-    }, group_size=group_size, per_tensor=config.group_size == 0, sym=config.sym, config=config)
+# The built-in methods register themselves on import (after register_method exists).
+from . import methods as _methods  # noqa: E402,F401

@@ -10,6 +10,14 @@ struct Grid {
   float zero;   // integer-valued, in [0, maxq]
 };
 
+// Settings of the optional MSE grid search for scales (GPTQ's Quantizer with mse=True).
+struct MseSearch {
+  bool enabled = false;
+  int grid = 100;           // shrink factors p = 1 - i/grid
+  float max_shrink = 0.8f;  // for i < max_shrink * grid
+  float norm = 2.4f;        // minimise sum |q(x) - x|^norm
+};
+
 // Grid for values spanning [lo, hi] with `bits` bits.
 //  * the range always contains 0: xmin = min(lo, 0), xmax = max(hi, 0);
 //  * sym: xmax = max(|xmin|, xmax), xmin = -xmax, zero = 2^(bits-1). Deliberate difference
@@ -21,5 +29,9 @@ struct Grid {
 //    the difference overflows, and is floored at FLT_MIN so subnormal-only groups never
 //    divide by zero.
 Grid minmax_grid(float lo, float hi, int bits, bool sym);
+
+// The grid for x[0..n): min-max, or with mse.enabled the shrink factor p of [p*xmin, p*xmax]
+// that minimises sum |q(x) - x|^norm (first minimum wins). x must be finite.
+Grid fit_grid(const float* x, i64 n, int bits, bool sym, const MseSearch& mse);
 
 }  // namespace lowbit

@@ -49,4 +49,32 @@ void parallel_for(i64 n, F&& fn, i64 min_items_per_thread = 1) {
   if (error) std::rethrow_exception(error);
 }
 
+// As parallel_for, but items are handed out one at a time (schedule(dynamic, 1)): for items
+// of very different cost. Each item still computes the same result whichever thread runs it.
+template <class F>
+void parallel_for_dynamic(i64 n, F&& fn) {
+  if (n <= 0) return;
+  const int nt = threads_for(n, 1);
+  if (nt <= 1) {
+    for (i64 i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (i64 i = 0; i < n; ++i) {
+    if (failed.load(std::memory_order_relaxed)) continue;
+    try {
+      fn(i);
+    } catch (...) {
+#pragma omp critical(lowbit_parallel_for_error)
+      {
+        if (!error) error = std::current_exception();
+      }
+      failed.store(true, std::memory_order_relaxed);
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
 }  // namespace lowbit
