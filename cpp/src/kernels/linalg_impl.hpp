@@ -94,14 +94,15 @@ bool cholesky_lower(float* A, i64 n) {
       MapRM<float> Aik(A + i0 * n + k0, ib, kb, Eigen::OuterStride<>(n));
       L.transpose().template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(Aik);
     });
-    parallel_for_dynamic(nbelow * (nbelow + 1) / 2, [&](i64 t) {
-      i64 bi, bj;
-      lower_tile(t, &bi, &bj);
+    // Trailing update, one block row at a time (a wider GEMM than tile by tile):
+    // A[i, k0+kb .. i0+ib) -= A[i, k] A[k0+kb .. i0+ib, k]^T.
+    parallel_for_dynamic(nbelow, [&](i64 t) {
+      const i64 bi = nbelow - 1 - t;  // longest rows first
       const i64 i0 = k0 + kb + bi * b, ib = std::min(b, n - i0);
-      const i64 j0 = k0 + kb + bj * b, jb = std::min(b, n - j0);
+      const i64 j0 = k0 + kb, width = i0 + ib - j0;
       const CMapRM<float> Aik(A + i0 * n + k0, ib, kb, Eigen::OuterStride<>(n));
-      const CMapRM<float> Ajk(A + j0 * n + k0, jb, kb, Eigen::OuterStride<>(n));
-      MapRM<float> Aij(A + i0 * n + j0, ib, jb, Eigen::OuterStride<>(n));
+      const CMapRM<float> Ajk(A + j0 * n + k0, width, kb, Eigen::OuterStride<>(n));
+      MapRM<float> Aij(A + i0 * n + j0, ib, width, Eigen::OuterStride<>(n));
       Aij.noalias() -= Aik * Ajk.transpose();
     });
   }
@@ -117,20 +118,12 @@ void invert_lower(float* Lp, i64 n) {
   const MatRM<float> L = MapRM<float>(Lp, n, n, Eigen::OuterStride<>(n));  // read-only copy
   const i64 nb = (n + b - 1) / b;
   parallel_for_dynamic(nb, [&](i64 bj) {
-    const i64 j0 = bj * b, jb = std::min(b, n - j0);
-    for (i64 i0 = j0; i0 < n; i0 += b) {
-      const i64 ib = std::min(b, n - i0);
-      MatRM<float> R = MatRM<float>::Zero(ib, jb);
-      if (i0 == j0) R.setIdentity();
-      if (i0 > j0) {
-        const CMapRM<float> Xkj(Lp + j0 * n + j0, i0 - j0, jb, Eigen::OuterStride<>(n));  // solved rows
-        R.noalias() -= L.block(i0, j0, ib, i0 - j0) * Xkj;
-      }
-      L.block(i0, i0, ib, ib).template triangularView<Eigen::Lower>().solveInPlace(R);
-      MapRM<float> Xij(Lp + i0 * n + j0, ib, jb, Eigen::OuterStride<>(n));
-      Xij = R;  // diagonal blocks: R is lower triangular, so this also zeroes their upper part
-
-    }
+    const i64 j0 = bj * b, jb = std::min(b, n - j0), m = n - j0;
+    // Block column j of inv(L) solves L[j0:, j0:] X = [I; 0] (blocked TRSM inside Eigen).
+    MatRM<float> X = MatRM<float>::Zero(m, jb);
+    X.topRows(jb).setIdentity();
+    L.bottomRightCorner(m, m).template triangularView<Eigen::Lower>().solveInPlace(X);
+    MapRM<float>(Lp + j0 * n + j0, m, jb, Eigen::OuterStride<>(n)) = X;
     for (i64 r = j0; r < j0 + jb; ++r)  // zero the strict upper triangle right of this block
       for (i64 c = j0 + jb; c < n; ++c) Lp[r * n + c] = 0.0f;
   });

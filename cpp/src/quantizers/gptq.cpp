@@ -16,35 +16,68 @@ namespace lowbit {
 
 namespace {
 
-constexpr i64 kRowChunk = 64;  // rows per sweep task: fixed, so results ignore the thread count
+constexpr i64 kRowChunk = 128;  // rows per sweep task: fixed, so results ignore the thread count
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Upper factor U of inv(A) with inv(A) = U^T U, through the reversed matrix:
-// U = J inv(chol(J A J)) J (J reverses the order). Reads A's lower triangle.
-bool inverse_cholesky_upper(const std::vector<float>& A, i64 n, std::vector<float>& U) {
+// Upper factor U of inv(Hp + damping) where Hp = H[perm][:, perm] with the diagonal replaced
+// by `diag` (dead columns fixed, damping added), and inv(.) = U^T U. Computed through the
+// reversed matrix, U = J inv(chol(J Hp J)) J (J reverses the order), which needs one
+// Cholesky factorization and one triangular inverse. Reads H's lower triangle only.
+bool inverse_cholesky_upper(const float* H, i64 n, const std::vector<std::int64_t>& perm,
+                            const std::vector<float>& diag, std::vector<float>& U) {
   const LinalgKernels& k = linalg_kernels();
   std::vector<float> R(static_cast<std::size_t>(n * n));
-  parallel_for(n, [&](i64 i) {
-    for (i64 j = 0; j <= i; ++j) R[i * n + j] = A[(n - 1 - j) * n + (n - 1 - i)];
-  }, 64);
+  constexpr i64 kT = 64;  // tiles: H is read along its rows, R written within a small tile
+  const i64 nt = (n + kT - 1) / kT;
+  parallel_for(nt, [&](i64 ti) {
+    const i64 i0 = ti * kT, i1 = std::min(n, i0 + kT);
+    for (i64 j0 = 0; j0 < i1; j0 += kT) {
+      const i64 j1 = std::min(i1, j0 + kT);
+      for (i64 j = j0; j < j1; ++j) {
+        const std::int64_t a = perm[static_cast<std::size_t>(n - 1 - j)];
+        for (i64 i = std::max(i0, j + 1); i < i1; ++i) {
+          const std::int64_t b = perm[static_cast<std::size_t>(n - 1 - i)];
+          R[static_cast<std::size_t>(i * n + j)] = a >= b ? H[a * n + b] : H[b * n + a];
+        }
+      }
+    }
+    for (i64 i = i0; i < i1; ++i) R[static_cast<std::size_t>(i * n + i)] = diag[static_cast<std::size_t>(n - 1 - i)];
+  });
   if (!k.cholesky_lower(R.data(), n)) return false;
   k.invert_lower(R.data(), n);
-  U.assign(static_cast<std::size_t>(n * n), 0.0f);
-  bool finite = true;
-  for (i64 i = 0; i < n && finite; ++i)
+  U.resize(static_cast<std::size_t>(n * n));
+  std::vector<char> ok(static_cast<std::size_t>(n), 1);
+  parallel_for(n, [&](i64 i) {
+    float* u = U.data() + i * n;
+    for (i64 j = 0; j < i; ++j) u[j] = 0.0f;
+    const float* r = R.data() + (n - 1 - i) * n + (n - 1);  // r[-j] = R[n-1-i, n-1-j]
+    bool fine = true;
     for (i64 j = i; j < n; ++j) {
-      const float v = R[(n - 1 - i) * n + (n - 1 - j)];
-      if (!std::isfinite(v)) {
-        finite = false;
+      const float v = r[-j];
+      fine = fine && std::isfinite(v);
+      u[j] = v;
+    }
+    ok[static_cast<std::size_t>(i)] = fine && u[i] > 0.0f;
+  }, 64);
+  return std::all_of(ok.begin(), ok.end(), [](char c) { return c != 0; });
+}
+
+// Index of the first non-finite element of a row-major buffer, or -1 (parallel, exact).
+i64 first_non_finite(const float* x, i64 rows, i64 cols) {
+  std::vector<i64> bad(static_cast<std::size_t>(rows), -1);
+  parallel_for(rows, [&](i64 r) {
+    for (i64 c = 0; c < cols; ++c)
+      if (!std::isfinite(x[r * cols + c])) {
+        bad[static_cast<std::size_t>(r)] = r * cols + c;
         break;
       }
-      U[i * n + j] = v;
-    }
-  for (i64 i = 0; i < n && finite; ++i) finite = U[i * n + i] > 0.0f;
-  return finite;
+  }, 64);
+  for (i64 b : bad)
+    if (b >= 0) return b;
+  return -1;
 }
 
 }  // namespace
@@ -72,15 +105,12 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
   // Working copies: W as float32 rows, H as float32.
   std::vector<float> Wm(static_cast<std::size_t>(rows * n));
   parallel_for(rows, [&](i64 r) { W.load_row(r, Wm.data() + r * n); }, 16);
-  for (i64 i = 0; i < rows * n; ++i)
-    if (!std::isfinite(Wm[static_cast<std::size_t>(i)]))
-      throw InvalidArgument(str_cat("W must be finite, but W[", i / n, ", ", i % n, "] = ", Wm[static_cast<std::size_t>(i)]));
-  for (std::size_t i = 0; i < nn; ++i)
-    if (!std::isfinite(H[i]))
-      throw InvalidArgument(str_cat("H must be finite, but H[", i / n, ", ", i % n, "] = ", H[i]));
+  if (const i64 b = first_non_finite(Wm.data(), rows, n); b >= 0)
+    throw InvalidArgument(str_cat("W must be finite, but W[", b / n, ", ", b % n, "] = ", Wm[static_cast<std::size_t>(b)]));
+  if (const i64 b = first_non_finite(H, n, n); b >= 0)
+    throw InvalidArgument(str_cat("H must be finite, but H[", b / n, ", ", b % n, "] = ", H[b]));
   std::vector<float> W_orig;
   if (p.compute_objective) W_orig = Wm;
-  std::vector<float> Hm(H, H + nn);
 
   std::vector<float> scales(static_cast<std::size_t>(rows * G)), zeros(scales.size());
   const bool per_channel = gs == n;
@@ -92,13 +122,22 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
       zeros[static_cast<std::size_t>(r)] = g.zero;
     }, 16);
 
-  // Dead inputs (never active): H[i, i] = 1, W[:, i] = 0.
-  for (i64 i = 0; i < n; ++i)
-    if (Hm[static_cast<std::size_t>(i * n + i)] == 0.0f) {
-      Hm[static_cast<std::size_t>(i * n + i)] = 1.0f;
-      for (i64 r = 0; r < rows; ++r) Wm[static_cast<std::size_t>(r * n + i)] = 0.0f;
-      ++st.dead_columns;
+  // Dead inputs (never active): H[i, i] = 1, W[:, i] = 0. H itself is never copied: the
+  // modified diagonal and the permutation are applied while the factorization is set up.
+  std::vector<float> diag(static_cast<std::size_t>(n));
+  std::vector<i64> dead;
+  for (i64 i = 0; i < n; ++i) {
+    diag[static_cast<std::size_t>(i)] = H[i * n + i];
+    if (diag[static_cast<std::size_t>(i)] == 0.0f) {
+      diag[static_cast<std::size_t>(i)] = 1.0f;
+      dead.push_back(i);
     }
+  }
+  st.dead_columns = static_cast<i64>(dead.size());
+  if (!dead.empty())
+    parallel_for(rows, [&](i64 r) {
+      for (i64 i : dead) Wm[static_cast<std::size_t>(r * n + i)] = 0.0f;
+    }, 64);
 
   const bool static_grids = p.static_groups && !per_channel;
   if (static_grids)
@@ -115,31 +154,26 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
   std::iota(perm.begin(), perm.end(), 0);
   if (p.desc_act) {
     std::stable_sort(perm.begin(), perm.end(), [&](std::int64_t a, std::int64_t b) {
-      return Hm[static_cast<std::size_t>(a * n + a)] > Hm[static_cast<std::size_t>(b * n + b)];
+      return diag[static_cast<std::size_t>(a)] > diag[static_cast<std::size_t>(b)];
     });
-    std::vector<float> Wp(Wm.size()), Hp(nn);
+    std::vector<float> Wp(Wm.size());
     parallel_for(rows, [&](i64 r) {
       for (i64 c = 0; c < n; ++c) Wp[r * n + c] = Wm[r * n + perm[c]];
     }, 16);
-    parallel_for(n, [&](i64 i) {
-      for (i64 j = 0; j < n; ++j) Hp[i * n + j] = Hm[perm[i] * n + perm[j]];
-    }, 16);
     Wm.swap(Wp);
-    Hm.swap(Hp);
   }
 
   // Damping, raised until the factorization succeeds.
   const auto t_factor = std::chrono::steady_clock::now();
   double mean_diag = 0.0;
-  for (i64 i = 0; i < n; ++i) mean_diag += Hm[static_cast<std::size_t>(i * n + i)];
+  for (float d : diag) mean_diag += d;
   mean_diag /= static_cast<double>(n);
-  std::vector<float> U;
+  std::vector<float> U, damped(static_cast<std::size_t>(n));
   double damp = p.damp_percent;
   for (;;) {
-    std::vector<float> A = Hm;
     const float add = static_cast<float>(damp * mean_diag);
-    for (i64 i = 0; i < n; ++i) A[static_cast<std::size_t>(i * n + i)] += add;
-    if (inverse_cholesky_upper(A, n, U)) break;
+    for (i64 c = 0; c < n; ++c) damped[static_cast<std::size_t>(c)] = diag[static_cast<std::size_t>(perm[c])] + add;
+    if (inverse_cholesky_upper(H, n, perm, damped, U)) break;
     ++st.damp_retries;
     damp += p.damp_auto_increment;
     if (p.damp_auto_increment <= 0.0 || damp >= 1.0)

@@ -52,9 +52,10 @@ def gptq_ref(W, H, bits=4, group_size=128, sym=True, desc_act=False, static_grou
 
     damp = F32(damp_percent) * F32(np.mean(np.diag(H), dtype=np.float64))
     H[np.diag_indices(cols)] += damp
-    L = np.linalg.cholesky(H.astype(np.float64))
-    Hinv = np.linalg.inv(L).T @ np.linalg.inv(L)  # cholesky_inverse
-    U = np.linalg.cholesky(Hinv).T.astype(F32)     # upper factor: Hinv = U^T U
+    L = np.linalg.cholesky(H)                    # float32 throughout, as the reference
+    Linv = np.linalg.inv(L).astype(F32)
+    Hinv = (Linv.T @ Linv).astype(F32)           # cholesky_inverse
+    U = np.linalg.cholesky(Hinv).T.astype(F32)   # upper factor: Hinv = U^T U
 
     Q = np.zeros((rows, cols), dtype=F32)
     codes = np.zeros((rows, cols), dtype=np.uint8)
