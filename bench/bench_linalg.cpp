@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "lowbit/gptq.hpp"
 #include "lowbit/linalg.hpp"
 #include "lowbit/parallel.hpp"
 
@@ -58,8 +59,27 @@ void BM_syrk(benchmark::State& st) {
   set_num_threads(0);
 }
 
+void BM_gptq(benchmark::State& st) {
+  const i64 n = st.range(0);
+  set_num_threads(static_cast<int>(st.range(1)));
+  const std::vector<float> H = spd(n);
+  std::vector<float> W(static_cast<std::size_t>(n * n));
+  for (std::size_t i = 0; i < W.size(); ++i) W[i] = 0.02f * std::sin(static_cast<float>(i) * 1.3f);
+  GptqParams p;
+  p.compute_objective = false;
+  const GroupedIntShape s = gptq_output_shape(n, n, p);
+  std::vector<std::uint8_t> qw(static_cast<std::size_t>(n * s.row_bytes())), zs(static_cast<std::size_t>(n * s.n_groups()));
+  std::vector<float> sc(zs.size());
+  std::vector<std::int32_t> g(static_cast<std::size_t>(n));
+  for (auto _ : st)
+    gptq_quantize(AnyMatrixView(W.data(), n, n), H.data(), n, n, p, GroupedIntMutView{s, qw.data(), sc.data(), zs.data()},
+                  g.data());
+  set_num_threads(0);
+}
+
 }  // namespace
 
+BENCHMARK(BM_gptq)->ArgsProduct({{4096}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_cholesky)->ArgsProduct({{1024, 4096}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_invert_lower)->ArgsProduct({{1024, 4096}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_syrk)->ArgsProduct({{4096}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -15,13 +15,20 @@
 
 namespace lowbit {
 
-// One GPTQ column sweep over a range of rows (REFERENCE.md §1.5-1.6). The caller prepared
-// the permuted working weights, the upper factor U of the damped inverse Hessian, and (for
-// per-channel or static groups) the grids.
+// One GPTQ column sweep over a range of rows (REFERENCE.md §1.5-1.6), in the left-looking
+// form that needs no matrix inverse. With V the upper Cholesky factor of the damped H
+// (H = V^T V; V = inv(U) for the reference's U), the weight column j sees just before it is
+// rounded
+//     W_eff[:, j] = W[:, j] + sum_{i<j} (W - Q)[:, i] * V[i, j] / V[j, j],
+// which equals the reference's sequence of error-feedback updates (E U = W - Q). Blocks of
+// `block_size` columns get the contribution of all earlier columns in one GEMM; inside a
+// block the columns update each other by rank-1 steps. The caller prepared the permuted
+// working weights and (for per-channel or static groups) the grids.
 struct GptqSweep {
-  float* W = nullptr;              // [rows, cols] working weights, permuted columns; clobbered
+  float* W = nullptr;              // [rows, cols] permuted weights; processed columns become W - Q
   i64 rows = 0, cols = 0;
-  const float* U = nullptr;        // [cols, cols] upper Cholesky factor of inv(H + damp I)
+  const float* Vs = nullptr;       // [cols, cols] upper: V[i, j] / V[j, j] (unit diagonal)
+  const float* vdiag = nullptr;    // [cols] V[j, j] = 1 / U[j, j]
   int bits = 4;
   bool sym = true;
   i64 group_size = 0;              // > 0; == cols for one group per row
@@ -49,7 +56,7 @@ struct LinalgKernels {
   void (*invert_lower)(float* L, i64 n);
   // Rows [r0, r1) of a GPTQ sweep.
   void (*gptq_sweep_rows)(const GptqSweep& s, i64 r0, i64 r1);
-  // sum_r (D H D^T)[r, r] for D [rows, n] (ld n), symmetric H [n, n] (both triangles filled).
+  // sum_r (D H D^T)[r, r] for D [rows, n] (ld n) and symmetric H [n, n] (lower triangle read).
   double (*quadratic_form)(const float* D, i64 rows, i64 n, const float* H);
 };
 

@@ -28,9 +28,8 @@ using MapRM = Eigen::Map<MatRM<T>, 0, Eigen::OuterStride<>>;
 template <class T>
 using CMapRM = Eigen::Map<const MatRM<T>, 0, Eigen::OuterStride<>>;
 
-constexpr i64 kSyrkTile = 256;   // H tiles of the statistics pass
+constexpr i64 kSyrkTile = 512;   // H tiles of the statistics pass
 constexpr i64 kFactorTile = 128; // Cholesky / triangular inverse blocks
-constexpr i64 kQuadRows = 64;    // row chunk of the quadratic form
 
 // Tile t of the lower triangle of an nb x nb tile grid -> (bi, bj), bj <= bi.
 void lower_tile(i64 t, i64* bi, i64* bj) {
@@ -132,27 +131,49 @@ void invert_lower(float* Lp, i64 n) {
 void gptq_sweep_rows(const GptqSweep& s, i64 r0, i64 r1) {
   const i64 R = r1 - r0, cols = s.cols, B = s.block_size, G = s.n_groups, gs = s.group_size;
   const float qmax = static_cast<float>((1 << s.bits) - 1);
-  MapRM<float> Wc(s.W + r0 * cols, R, cols, Eigen::OuterStride<>(cols));
-  MatRM<float> W1(R, B), Err(R, B);
-  std::vector<float> sc(static_cast<std::size_t>(R)), zp(static_cast<std::size_t>(R));
+  MapRM<float> Wc(s.W + r0 * cols, R, cols, Eigen::OuterStride<>(cols));  // columns < i1 hold W - Q
+  const CMapRM<float> Vs(s.Vs, cols, cols, Eigen::OuterStride<>(cols));
+  MatRM<float> W1(R, B), P;
+  std::vector<float> delta(static_cast<std::size_t>(R));
   for (i64 i1 = 0; i1 < cols; i1 += B) {
     const i64 i2 = std::min(i1 + B, cols), cnt = i2 - i1;
     W1.leftCols(cnt) = Wc.middleCols(i1, cnt);
+    if (i1 > 0) W1.leftCols(cnt).noalias() += Wc.leftCols(i1) * Vs.block(0, i1, i1, cnt);  // deep-k GEMM
+    if (!s.grids_given) {
+      // Dynamic groups are fitted, as in the reference, on the weights as they stand after the
+      // earlier *blocks* only (the right-looking partial state), and a group may run past this
+      // block. That state is W + D Vs[:i1, i1:] inv(Vs[i1:, i1:]) with D the processed W - Q;
+      // its leading Lb columns need only the leading Lb x Lb triangle.
+      const i64 last_start = (i2 - 1) / gs * gs;
+      const i64 Lb = last_start >= i1 ? std::max(cnt, std::min(cols, last_start + gs) - i1) : 0;
+      if (Lb > 0) {
+        P.resize(R, Lb);
+        P.leftCols(cnt) = W1.leftCols(cnt) - Wc.middleCols(i1, cnt);  // D Vs[:i1, block]
+        if (Lb > cnt) {
+          if (i1 > 0) {
+            P.rightCols(Lb - cnt).noalias() = Wc.leftCols(i1) * Vs.block(0, i2, i1, Lb - cnt);
+          } else {
+            P.rightCols(Lb - cnt).setZero();
+          }
+        }
+        if (i1 > 0)
+          Vs.block(i1, i1, Lb, Lb).template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(P);
+        P += Wc.middleCols(i1, Lb);
+      }
+    }
     for (i64 i = 0; i < cnt; ++i) {
       const i64 col = i1 + i;
-      const float* urow = s.U + col * cols;
-      const float d = urow[col];
       if (!s.grids_given && col % gs == 0) {
-        // Dynamic groups fit the grid on W (not W1): columns of this group inside the current
-        // block have not received the block's own updates yet, as in the reference.
         const i64 g = col / gs, len = std::min(gs, cols - col);
         for (i64 r = 0; r < R; ++r) {
-          const Grid grid = fit_grid(&Wc(r, col), len, s.bits, s.sym, s.mse);
+          // P's row is contiguous (row-major): the group is P[r, i : i + len)
+          const Grid grid = fit_grid(&P(r, i), len, s.bits, s.sym, s.mse);
           s.scales[(r0 + r) * G + g] = grid.scale;
           s.zeros[(r0 + r) * G + g] = grid.zero;
         }
       }
       const i64 g = (s.perm != nullptr ? s.perm[col] : col) / gs;
+      const float vjj = s.vdiag[col];
       for (i64 r = 0; r < R; ++r) {
         const float scale = s.scales[(r0 + r) * G + g], zero = s.zeros[(r0 + r) * G + g];
         const float w = W1(r, i);
@@ -160,34 +181,33 @@ void gptq_sweep_rows(const GptqSweep& s, i64 r0, i64 r1) {
         q = q > 0.0f ? q : 0.0f;
         q = q < qmax ? q : qmax;
         s.Q[(r0 + r) * cols + col] = static_cast<std::uint8_t>(q);
-        const float diff = w - scale * (q - zero);
-        const float e = diff / d;
-        Err(r, i) = e;
+        const float qf = scale * (q - zero);
+        const float e = (w - qf) * vjj;  // (w - q) / U[j, j]
         s.loss[r0 + r] += static_cast<double>(e) * static_cast<double>(e);
+        delta[static_cast<std::size_t>(r)] = Wc(r, col) - qf;  // original W minus the rounded value
+        Wc(r, col) = delta[static_cast<std::size_t>(r)];
       }
       const i64 rest = cnt - i - 1;
       if (rest > 0) {
-        const Eigen::Map<const Eigen::Matrix<float, 1, Eigen::Dynamic>> u(urow + col + 1, rest);
-        for (i64 r = 0; r < R; ++r) W1.row(r).segment(i + 1, rest) -= Err(r, i) * u;
+        const Eigen::Map<const Eigen::Matrix<float, 1, Eigen::Dynamic>> v(s.Vs + col * cols + col + 1, rest);
+        for (i64 r = 0; r < R; ++r) W1.row(r).segment(i + 1, rest) += delta[static_cast<std::size_t>(r)] * v;
       }
-    }
-    if (i2 < cols) {
-      const CMapRM<float> Ub(s.U + i1 * cols + i2, cnt, cols - i2, Eigen::OuterStride<>(cols));
-      Wc.rightCols(cols - i2).noalias() -= Err.leftCols(cnt) * Ub;
     }
   }
 }
 
+// tr(D H D^T) = sum_ij H_ij (D^T D)_ij: the Gram matrix's lower triangle costs half of D H.
 double quadratic_form(const float* D, i64 rows, i64 n, const float* H) {
-  const CMapRM<float> Hm(H, n, n, Eigen::OuterStride<>(n));
-  const i64 nchunks = (rows + kQuadRows - 1) / kQuadRows;
-  std::vector<double> part(static_cast<std::size_t>(nchunks), 0.0);
-  parallel_for(nchunks, [&](i64 c) {
-    const i64 q0 = c * kQuadRows, qr = std::min(kQuadRows, rows - q0);
-    const CMapRM<float> Dc(D + q0 * n, qr, n, Eigen::OuterStride<>(n));
-    const MatRM<float> E = Dc * Hm;
-    part[static_cast<std::size_t>(c)] = (E.template cast<double>().array() * Dc.template cast<double>().array()).sum();
-  });
+  std::vector<float> Gm(static_cast<std::size_t>(n * n));
+  syrk_lower<float>(D, rows, n, n, 1.0f, 0.0f, Gm.data());
+  std::vector<double> part(static_cast<std::size_t>(n), 0.0);
+  parallel_for(n, [&](i64 i) {
+    double acc = 0.0;
+    const float* g = Gm.data() + i * n;
+    const float* h = H + i * n;
+    for (i64 j = 0; j < i; ++j) acc += 2.0 * static_cast<double>(g[j]) * h[j];
+    part[static_cast<std::size_t>(i)] = acc + static_cast<double>(g[i]) * h[i];
+  }, 64);
   double total = 0.0;
   for (double p : part) total += p;
   return total;

@@ -22,12 +22,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Upper factor U of inv(Hp + damping) where Hp = H[perm][:, perm] with the diagonal replaced
-// by `diag` (dead columns fixed, damping added), and inv(.) = U^T U. Computed through the
-// reversed matrix, U = J inv(chol(J Hp J)) J (J reverses the order), which needs one
-// Cholesky factorization and one triangular inverse. Reads H's lower triangle only.
-bool inverse_cholesky_upper(const float* H, i64 n, const std::vector<std::int64_t>& perm,
-                            const std::vector<float>& diag, std::vector<float>& U) {
+// V, the upper Cholesky factor of Hp + damping (Hp = H[perm][:, perm] with the diagonal
+// replaced by `diag`: dead columns fixed, damping added), as Hp = V^T V. Computed as
+// V = J chol(J Hp J) J (J reverses the order). Returns Vs = V with each column j divided
+// by V[j, j], and vdiag = diag(V). Reads H's lower triangle only.
+bool reversed_cholesky(const float* H, i64 n, const std::vector<std::int64_t>& perm, const std::vector<float>& diag,
+                       std::vector<float>& Vs, std::vector<float>& vdiag) {
   const LinalgKernels& k = linalg_kernels();
   std::vector<float> R(static_cast<std::size_t>(n * n));
   constexpr i64 kT = 64;  // tiles: H is read along its rows, R written within a small tile
@@ -47,20 +47,23 @@ bool inverse_cholesky_upper(const float* H, i64 n, const std::vector<std::int64_
     for (i64 i = i0; i < i1; ++i) R[static_cast<std::size_t>(i * n + i)] = diag[static_cast<std::size_t>(n - 1 - i)];
   });
   if (!k.cholesky_lower(R.data(), n)) return false;
-  k.invert_lower(R.data(), n);
-  U.resize(static_cast<std::size_t>(n * n));
+  vdiag.resize(static_cast<std::size_t>(n));
+  for (i64 j = 0; j < n; ++j) vdiag[static_cast<std::size_t>(j)] = R[static_cast<std::size_t>((n - 1 - j) * n + (n - 1 - j))];
+  for (float d : vdiag)
+    if (!(d > 0.0f) || !std::isfinite(d)) return false;
+  Vs.resize(static_cast<std::size_t>(n * n));
   std::vector<char> ok(static_cast<std::size_t>(n), 1);
   parallel_for(n, [&](i64 i) {
-    float* u = U.data() + i * n;
-    for (i64 j = 0; j < i; ++j) u[j] = 0.0f;
-    const float* r = R.data() + (n - 1 - i) * n + (n - 1);  // r[-j] = R[n-1-i, n-1-j]
+    float* v = Vs.data() + i * n;
+    for (i64 j = 0; j < i; ++j) v[j] = 0.0f;
+    const float* r = R.data() + (n - 1 - i) * n + (n - 1);  // r[-j] = R[n-1-i, n-1-j] = V[i, j]
     bool fine = true;
     for (i64 j = i; j < n; ++j) {
-      const float v = r[-j];
-      fine = fine && std::isfinite(v);
-      u[j] = v;
+      const float x = r[-j] / vdiag[static_cast<std::size_t>(j)];
+      fine = fine && std::isfinite(x);
+      v[j] = x;
     }
-    ok[static_cast<std::size_t>(i)] = fine && u[i] > 0.0f;
+    ok[static_cast<std::size_t>(i)] = fine;
   }, 64);
   return std::all_of(ok.begin(), ok.end(), [](char c) { return c != 0; });
 }
@@ -99,7 +102,6 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
   LOWBIT_CHECK(h_rows == h_cols, "H must be square, got shape (", h_rows, ", ", h_cols, ")");
   LOWBIT_CHECK(h_rows == n, "H.shape=(", h_rows, ", ", h_cols, ") must match in_features=", n, " of W (", W.describe(), ")");
   const i64 gs = shape.group_size, G = shape.n_groups();
-  const auto nn = static_cast<std::size_t>(n * n);
   GptqStats st;
 
   // Working copies: W as float32 rows, H as float32.
@@ -168,12 +170,12 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
   double mean_diag = 0.0;
   for (float d : diag) mean_diag += d;
   mean_diag /= static_cast<double>(n);
-  std::vector<float> U, damped(static_cast<std::size_t>(n));
+  std::vector<float> Vs, vdiag, damped(static_cast<std::size_t>(n));
   double damp = p.damp_percent;
   for (;;) {
     const float add = static_cast<float>(damp * mean_diag);
     for (i64 c = 0; c < n; ++c) damped[static_cast<std::size_t>(c)] = diag[static_cast<std::size_t>(perm[c])] + add;
-    if (inverse_cholesky_upper(H, n, perm, damped, U)) break;
+    if (reversed_cholesky(H, n, perm, damped, Vs, vdiag)) break;
     ++st.damp_retries;
     damp += p.damp_auto_increment;
     if (p.damp_auto_increment <= 0.0 || damp >= 1.0)
@@ -191,7 +193,8 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
   sw.W = Wm.data();
   sw.rows = rows;
   sw.cols = n;
-  sw.U = U.data();
+  sw.Vs = Vs.data();
+  sw.vdiag = vdiag.data();
   sw.bits = p.bits;
   sw.sym = p.sym;
   sw.group_size = gs;
@@ -230,15 +233,11 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
 
   if (p.compute_objective) {
     const auto t_obj = std::chrono::steady_clock::now();
-    std::vector<float> Hs(nn);  // the given H, symmetric from its lower triangle
-    parallel_for(n, [&](i64 i) {
-      for (i64 j = 0; j < n; ++j) Hs[i * n + j] = i >= j ? H[i * n + j] : H[j * n + i];
-    }, 16);
     std::vector<float> D(W_orig.size());
     const GroupedIntConstView qv{shape, out.qweight, out.scales, out.zeros, g_idx};
     dequantize_grouped(qv, D.data());
     for (std::size_t i = 0; i < D.size(); ++i) D[i] = W_orig[i] - D[i];
-    st.objective = k.quadratic_form(D.data(), rows, n, Hs.data());
+    st.objective = k.quadratic_form(D.data(), rows, n, H);
     // RTN on the same grid, for comparison.
     std::vector<std::uint8_t> rq(static_cast<std::size_t>(rows * shape.row_bytes()));
     std::vector<float> rs(static_cast<std::size_t>(rows * G));
@@ -248,7 +247,7 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
     rtn_quantize(Wo, rp, GroupedIntMutView{shape, rq.data(), rs.data(), rz.data()});
     dequantize_grouped(GroupedIntConstView{shape, rq.data(), rs.data(), rz.data(), nullptr}, D.data());
     for (std::size_t i = 0; i < D.size(); ++i) D[i] = W_orig[i] - D[i];
-    st.objective_rtn = k.quadratic_form(D.data(), rows, n, Hs.data());
+    st.objective_rtn = k.quadratic_form(D.data(), rows, n, H);
     st.seconds_objective = seconds_since(t_obj);
   }
   st.seconds = seconds_since(t_start);
