@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
 
-.PHONY: setup demo test bench wheel clean
+.PHONY: setup demo test bench bench-gptq wheel clean
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,12 @@ test:
 bench: setup
 	./build/bench/bench_rtn --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(RUN) bench/bench_rtn.py
+
+# GPTQ vs the SGEMM limit and vs PyTorch (installs the CPU torch wheel into .venv first).
+bench-gptq: setup
+	$(PY) -m pip install -q torch==2.13.0
+	./build/bench/bench_linalg --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(RUN) bench/bench_gptq.py
 
 # Build and install the wheel into a scratch venv and import it (what `pip install .` gives users).
 wheel: setup

@@ -7,7 +7,7 @@ PyTorch, plus the Hessian accumulation rate. Everything is measured in this one 
 PyTorch is optional (pip install torch==2.13.0, the CPU wheel); without it that column is "-".
 Columns:
   lowbit s     GPTQ solve (factorization + sweep), median of --repeats, objective stats excluded
-  limit s      FLOP count of the solve / SGEMM rate measured here (numpy 4096^3, same threads)
+  limit s      lowbit's FLOP count of the solve / SGEMM rate measured here (numpy 4096^3, same threads)
   x limit      lowbit s / limit s   (target <= 1.5)
   torch s      the same algorithm in PyTorch (bench/gptq_torch.py), same options and threads
   speedup      torch s / lowbit s   (target >= 2)
@@ -55,12 +55,14 @@ def sgemm_rate(threads: int, n: int = 4096, repeats: int = 3) -> float:
 
 
 def solve_flops(rows: int, cols: int, block: int) -> float:
-    """Cholesky (n^3/3) + triangular inverse (n^3/3) + lazy block GEMMs + in-block rank-1 updates."""
-    f = 2.0 * cols**3 / 3.0
+    """FLOPs of lowbit's GPTQ solve: one Cholesky factorization (n^3/3), the left-looking block
+    GEMMs (each block gets all earlier columns' corrections) and the in-block rank-1 updates.
+    (The reference code also inverts and re-factors: 2n^3/3 more, not counted here.)"""
+    f = cols**3 / 3.0
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
-        f += 2.0 * rows * (i2 - i1) * (cols - i2)      # W[:, i2:] -= Err1 @ U[i1:i2, i2:]
-        f += rows * (i2 - i1) * (i2 - i1)              # sum over columns of 2*rows*(i2-col)
+        f += 2.0 * rows * i1 * (i2 - i1)   # W1 += (W - Q)[:, :i1] @ Vs[:i1, i1:i2]
+        f += rows * (i2 - i1) ** 2         # rank-1 updates inside the block
     return f
 
 

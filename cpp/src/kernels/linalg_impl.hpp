@@ -51,7 +51,14 @@ void syrk_lower(const float* X, i64 T, i64 n, i64 ldx, Acc alpha, Acc beta, Acc*
     const CMapRM<float> Xi(X + i0, T, ni, Eigen::OuterStride<>(ldx));
     const CMapRM<float> Xj(X + j0, T, nj, Eigen::OuterStride<>(ldx));
     MatRM<Acc> G(ni, nj);
-    if constexpr (std::is_same_v<Acc, float>) {
+    if (bi == bj) {  // diagonal tile: a triangular product skips (most of) the upper half
+      G.setZero();
+      if constexpr (std::is_same_v<Acc, float>) {
+        G.template selfadjointView<Eigen::Lower>().rankUpdate(Xi.transpose(), Acc(1));
+      } else {
+        G.template selfadjointView<Eigen::Lower>().rankUpdate(Xi.template cast<Acc>().transpose(), Acc(1));
+      }
+    } else if constexpr (std::is_same_v<Acc, float>) {
       G.noalias() = Xi.transpose() * Xj;
     } else {
       G.noalias() = Xi.template cast<Acc>().transpose() * Xj.template cast<Acc>();
