@@ -30,9 +30,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 0
     info = cpu_info()
     print(f"lowbit {_core.__version__} | kernels: {info['isa']} | threads: {info['num_threads']}")
-    print(f"model: {path} (every linear weight of every layer)\n")
+    print(f"model: {path}: layer 0 q/k/v projections; real inputs (embeddings of even token ids\n"
+          f"calibrate GPTQ, odd ones measure the output error)\n")
     print(format_table(rows, DEMO_COLUMNS))
-    print("\nbits/w counts codes + scales + zero points; out err = ||XW^T - XQ^T|| / ||XW^T|| on real layer-0 inputs.")
+    print("\nbits/w counts codes + scales + zero points; output err = ||XW^T - XQ^T|| / ||XW^T|| on held-out inputs.")
     return 0
 
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lowbit", description="Quantize LLM weights and run them fast on the CPU.")
     p.add_argument("--threads", type=int, default=0, help="threads to use (default: all cores)")
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="quantize a real model's weights with every method; print a table")
+    d = sub.add_parser("demo", help="quantize real weights with every method; print a table")
     d.add_argument("--model", help="llama2.c .bin checkpoint (default: the shared stories260K)")
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.set_defaults(fn=_cmd_demo)

@@ -33,6 +33,11 @@ struct GptqSweep {
   bool sym = true;
   i64 group_size = 0;              // > 0; == cols for one group per row
   bool grids_given = false;        // scales/zeros are inputs (per-channel or static groups)
+  // Dynamic groups only: for block b, inv(Vs[i1:i1+L, i1:i1+L]) (upper, row-major L x L) at
+  // block_inv + block_inv_offset[b], L = block_inv_size[b] (0: no group starts in the block).
+  const float* block_inv = nullptr;
+  const i64* block_inv_offset = nullptr;
+  const i64* block_inv_size = nullptr;
   const std::int64_t* perm = nullptr;  // static groups + act-order: original column of position c
   i64 n_groups = 1;
   float* scales = nullptr;         // [rows, n_groups]

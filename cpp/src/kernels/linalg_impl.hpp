@@ -140,32 +140,42 @@ void gptq_sweep_rows(const GptqSweep& s, i64 r0, i64 r1) {
   const float qmax = static_cast<float>((1 << s.bits) - 1);
   MapRM<float> Wc(s.W + r0 * cols, R, cols, Eigen::OuterStride<>(cols));  // columns < i1 hold W - Q
   const CMapRM<float> Vs(s.Vs, cols, cols, Eigen::OuterStride<>(cols));
-  MatRM<float> W1(R, B), P;
-  std::vector<float> delta(static_cast<std::size_t>(R));
+  // The block is kept transposed (a column of W is a contiguous row of W1T), so rounding a
+  // column and the rank-1 updates run over contiguous vectors of the chunk's rows.
+  MatRM<float> W1T(B, R), WoT(B, R), DT(B, R), P, corr(R, B);
+  std::vector<double> loss(static_cast<std::size_t>(R), 0.0);
+  Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> QT(B, R);
+  std::vector<float> sc(static_cast<std::size_t>(R)), zp(static_cast<std::size_t>(R));
+  i64 cur_group = -1;
   for (i64 i1 = 0; i1 < cols; i1 += B) {
     const i64 i2 = std::min(i1 + B, cols), cnt = i2 - i1;
-    W1.leftCols(cnt) = Wc.middleCols(i1, cnt);
-    if (i1 > 0) W1.leftCols(cnt).noalias() += Wc.leftCols(i1) * Vs.block(0, i1, i1, cnt);  // deep-k GEMM
+    WoT.topRows(cnt) = Wc.middleCols(i1, cnt).transpose();
+    if (i1 > 0) {  // all earlier columns' corrections: one deep-k GEMM (row-major: Eigen's fast form)
+      corr.leftCols(cnt).noalias() = Wc.leftCols(i1) * Vs.block(0, i1, i1, cnt);
+      corr.leftCols(cnt) += Wc.middleCols(i1, cnt);
+      W1T.topRows(cnt) = corr.leftCols(cnt).transpose();
+    } else {
+      W1T.topRows(cnt) = WoT.topRows(cnt);
+    }
     if (!s.grids_given) {
       // Dynamic groups are fitted, as in the reference, on the weights as they stand after the
       // earlier *blocks* only (the right-looking partial state), and a group may run past this
       // block. That state is W + D Vs[:i1, i1:] inv(Vs[i1:, i1:]) with D the processed W - Q;
-      // its leading Lb columns need only the leading Lb x Lb triangle.
-      const i64 last_start = (i2 - 1) / gs * gs;
-      const i64 Lb = last_start >= i1 ? std::max(cnt, std::min(cols, last_start + gs) - i1) : 0;
+      // its leading Lb columns need only the inverse of the leading Lb x Lb triangle
+      // (precomputed once per block by the caller).
+      const i64 b = i1 / B, Lb = s.block_inv_size[b];
       if (Lb > 0) {
         P.resize(R, Lb);
-        P.leftCols(cnt) = W1.leftCols(cnt) - Wc.middleCols(i1, cnt);  // D Vs[:i1, block]
-        if (Lb > cnt) {
-          if (i1 > 0) {
-            P.rightCols(Lb - cnt).noalias() = Wc.leftCols(i1) * Vs.block(0, i2, i1, Lb - cnt);
-          } else {
-            P.rightCols(Lb - cnt).setZero();
-          }
+        if (i1 > 0) {
+          MatRM<float> Y(R, Lb);
+          Y.leftCols(cnt) = W1T.topRows(cnt).transpose() - Wc.middleCols(i1, cnt);  // D Vs[:i1, block]
+          if (Lb > cnt) Y.rightCols(Lb - cnt).noalias() = Wc.leftCols(i1) * Vs.block(0, i2, i1, Lb - cnt);
+          const CMapRM<float> Tinv(s.block_inv + s.block_inv_offset[b], Lb, Lb, Eigen::OuterStride<>(Lb));
+          P.noalias() = Y * Tinv;
+          P += Wc.middleCols(i1, Lb);
+        } else {
+          P = Wc.middleCols(i1, Lb);
         }
-        if (i1 > 0)
-          Vs.block(i1, i1, Lb, Lb).template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(P);
-        P += Wc.middleCols(i1, Lb);
       }
     }
     for (i64 i = 0; i < cnt; ++i) {
@@ -173,34 +183,50 @@ void gptq_sweep_rows(const GptqSweep& s, i64 r0, i64 r1) {
       if (!s.grids_given && col % gs == 0) {
         const i64 g = col / gs, len = std::min(gs, cols - col);
         for (i64 r = 0; r < R; ++r) {
-          // P's row is contiguous (row-major): the group is P[r, i : i + len)
-          const Grid grid = fit_grid(&P(r, i), len, s.bits, s.sym, s.mse);
+          const Grid grid = fit_grid(&P(r, i), len, s.bits, s.sym, s.mse);  // P's rows are contiguous
           s.scales[(r0 + r) * G + g] = grid.scale;
           s.zeros[(r0 + r) * G + g] = grid.zero;
         }
+        cur_group = -1;
       }
       const i64 g = (s.perm != nullptr ? s.perm[col] : col) / gs;
+      if (g != cur_group) {  // this group's grids as contiguous vectors over the rows
+        for (i64 r = 0; r < R; ++r) {
+          sc[static_cast<std::size_t>(r)] = s.scales[(r0 + r) * G + g];
+          zp[static_cast<std::size_t>(r)] = s.zeros[(r0 + r) * G + g];
+        }
+        cur_group = g;
+      }
       const float vjj = s.vdiag[col];
+      const float* __restrict w = W1T.row(i).data();
+      const float* __restrict wo = WoT.row(i).data();
+      const float* __restrict scl = sc.data();
+      const float* __restrict zpt = zp.data();
+      float* __restrict d = DT.row(i).data();
+      std::uint8_t* __restrict qc = QT.row(i).data();
+      double* __restrict lv = loss.data();
       for (i64 r = 0; r < R; ++r) {
-        const float scale = s.scales[(r0 + r) * G + g], zero = s.zeros[(r0 + r) * G + g];
-        const float w = W1(r, i);
-        float q = std::nearbyint(w / scale) + zero;
+        float q = std::nearbyint(w[r] / scl[r]) + zpt[r];
         q = q > 0.0f ? q : 0.0f;
         q = q < qmax ? q : qmax;
-        s.Q[(r0 + r) * cols + col] = static_cast<std::uint8_t>(q);
-        const float qf = scale * (q - zero);
-        const float e = (w - qf) * vjj;  // (w - q) / U[j, j]
-        s.loss[r0 + r] += static_cast<double>(e) * static_cast<double>(e);
-        delta[static_cast<std::size_t>(r)] = Wc(r, col) - qf;  // original W minus the rounded value
-        Wc(r, col) = delta[static_cast<std::size_t>(r)];
+        qc[r] = static_cast<std::uint8_t>(q);
+        const float qf = scl[r] * (q - zpt[r]);
+        const float e = (w[r] - qf) * vjj;  // (w - q) / U[j, j]
+        lv[r] += static_cast<double>(e) * static_cast<double>(e);
+        d[r] = wo[r] - qf;  // original W minus the rounded value
       }
-      const i64 rest = cnt - i - 1;
-      if (rest > 0) {
-        const Eigen::Map<const Eigen::Matrix<float, 1, Eigen::Dynamic>> v(s.Vs + col * cols + col + 1, rest);
-        for (i64 r = 0; r < R; ++r) W1.row(r).segment(i + 1, rest) += delta[static_cast<std::size_t>(r)] * v;
+      const float* v = s.Vs + col * cols;
+      for (i64 k = i + 1; k < cnt; ++k) {  // rank-1: later columns of the block
+        const float vk = v[i1 + k];
+        float* __restrict wk = W1T.row(k).data();
+        for (i64 r = 0; r < R; ++r) wk[r] += d[r] * vk;
       }
     }
+    Wc.middleCols(i1, cnt) = DT.topRows(cnt).transpose();
+    for (i64 r = 0; r < R; ++r)
+      for (i64 i = 0; i < cnt; ++i) s.Q[(r0 + r) * cols + i1 + i] = QT(i, r);
   }
+  for (i64 r = 0; r < R; ++r) s.loss[r0 + r] += loss[static_cast<std::size_t>(r)];
 }
 
 // tr(D H D^T) = sum_ij H_ij (D^T D)_ij: the Gram matrix's lower triangle costs half of D H.

@@ -208,6 +208,37 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
   sw.block_size = p.block_size;
   sw.mse = p.mse;
   const LinalgKernels& k = linalg_kernels();
+  // Dynamic groups: per block, the inverse of the leading triangle of Vs that the grids need
+  // (see gptq_sweep_rows); shared by every row chunk.
+  std::vector<float> block_inv;
+  std::vector<i64> inv_offset, inv_size;
+  if (!sw.grids_given) {
+    const i64 B = p.block_size, nb = (n + B - 1) / B;
+    inv_offset.resize(static_cast<std::size_t>(nb));
+    inv_size.resize(static_cast<std::size_t>(nb));
+    i64 total = 0;
+    for (i64 b = 0; b < nb; ++b) {
+      const i64 i1 = b * B, i2 = std::min(i1 + B, n), last_start = (i2 - 1) / gs * gs;
+      const i64 L = last_start >= i1 ? std::max(i2 - i1, std::min(n, last_start + gs) - i1) : 0;
+      inv_offset[static_cast<std::size_t>(b)] = total;
+      inv_size[static_cast<std::size_t>(b)] = L;
+      total += L * L;
+    }
+    block_inv.assign(static_cast<std::size_t>(total), 0.0f);
+    parallel_for(nb, [&](i64 b) {
+      const i64 L = inv_size[static_cast<std::size_t>(b)], i1 = b * B;
+      if (L == 0 || b == 0) return;  // block 0 needs none (nothing before it)
+      float* T = block_inv.data() + inv_offset[static_cast<std::size_t>(b)];
+      for (i64 r = 0; r < L; ++r)  // the transposed (lower) triangle
+        for (i64 c = 0; c <= r; ++c) T[r * L + c] = Vs[static_cast<std::size_t>((i1 + c) * n + i1 + r)];
+      k.invert_lower(T, L);  // inv(Vs_b^T) = inv(Vs_b)^T, strict upper zeroed
+      for (i64 r = 0; r < L; ++r)  // transpose back: inv(Vs_b), upper
+        for (i64 c = r + 1; c < L; ++c) std::swap(T[r * L + c], T[c * L + r]);
+    });
+    sw.block_inv = block_inv.data();
+    sw.block_inv_offset = inv_offset.data();
+    sw.block_inv_size = inv_size.data();
+  }
   parallel_for((rows + kRowChunk - 1) / kRowChunk, [&](i64 c) {
     k.gptq_sweep_rows(sw, c * kRowChunk, std::min(rows, (c + 1) * kRowChunk));
   });
