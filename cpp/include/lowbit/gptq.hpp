@@ -2,9 +2,13 @@
 // error over the not-yet-quantized columns through the inverse Hessian (REFERENCE.md §1).
 //
 // The solver: dead columns, act-order permutation, damping (raised step by step when the
-// Cholesky factorization fails), the upper Cholesky factor of inv(H), and the blocked sweep
-// with one GEMM per block ("lazy batch"). Rows are independent given that factor, so they
-// are processed in fixed chunks in parallel: output is bit-identical for any thread count.
+// Cholesky factorization fails), then the sweep. Where the reference forms U = chol(inv(H))
+// (a factorization, an inverse and a second factorization), lowbit factors the damped H once,
+// H = V^T V with V = inv(U), and runs the equivalent left-looking sweep (see GptqSweep in
+// linalg.hpp): one third of the factorization work, one deep GEMM per block. Results equal
+// the reference's up to float rounding (a code on a rounding tie may move by one step).
+// Rows are independent given V, so they are processed in fixed chunks in parallel: output is
+// bit-identical for any thread count.
 #pragma once
 
 #include <cstdint>
