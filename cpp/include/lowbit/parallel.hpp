@@ -23,6 +23,33 @@ void set_num_threads(int n);
 // `min_items_per_thread` (small problems run on one thread).
 int threads_for(i64 n, i64 min_items_per_thread);
 
+namespace detail {
+// Runs loop items inside an OpenMP region: keeps the first exception, skips the rest.
+class ErrorSink {
+ public:
+  template <class F>
+  void run(F& fn, i64 i) {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      fn(i);
+    } catch (...) {
+#pragma omp critical(lowbit_parallel_for_error)
+      {
+        if (!error_) error_ = std::current_exception();
+      }
+      failed_.store(true, std::memory_order_relaxed);
+    }
+  }
+  void rethrow() {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false};
+};
+}  // namespace detail
+
 template <class F>
 void parallel_for(i64 n, F&& fn, i64 min_items_per_thread = 1) {
   if (n <= 0) return;
@@ -31,22 +58,10 @@ void parallel_for(i64 n, F&& fn, i64 min_items_per_thread = 1) {
     for (i64 i = 0; i < n; ++i) fn(i);
     return;
   }
-  std::exception_ptr error;
-  std::atomic<bool> failed{false};
+  detail::ErrorSink sink;
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (i64 i = 0; i < n; ++i) {
-    if (failed.load(std::memory_order_relaxed)) continue;
-    try {
-      fn(i);
-    } catch (...) {
-#pragma omp critical(lowbit_parallel_for_error)
-      {
-        if (!error) error = std::current_exception();
-      }
-      failed.store(true, std::memory_order_relaxed);
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  for (i64 i = 0; i < n; ++i) sink.run(fn, i);
+  sink.rethrow();
 }
 
 // As parallel_for, but items are handed out one at a time (schedule(dynamic, 1)): for items
@@ -59,22 +74,10 @@ void parallel_for_dynamic(i64 n, F&& fn) {
     for (i64 i = 0; i < n; ++i) fn(i);
     return;
   }
-  std::exception_ptr error;
-  std::atomic<bool> failed{false};
+  detail::ErrorSink sink;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (i64 i = 0; i < n; ++i) {
-    if (failed.load(std::memory_order_relaxed)) continue;
-    try {
-      fn(i);
-    } catch (...) {
-#pragma omp critical(lowbit_parallel_for_error)
-      {
-        if (!error) error = std::current_exception();
-      }
-      failed.store(true, std::memory_order_relaxed);
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  for (i64 i = 0; i < n; ++i) sink.run(fn, i);
+  sink.rethrow();
 }
 
 }  // namespace lowbit
