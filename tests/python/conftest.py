@@ -24,6 +24,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def shared_data_module() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     """Every test starts and ends with the default ISA and thread count."""

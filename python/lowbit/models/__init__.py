@@ -1,5 +1,11 @@
-"""Model files: readers for the checkpoint formats lowbit loads."""
+"""Model files and the Llama-family decoder.
 
-from .llama2c import Llama2cConfig, read_llama2c
+Today: the llama2.c checkpoint and tokenizer readers, and a NumPy reference forward pass
+(``llama_ref``) that the C++ runtime will be tested against.
+"""
 
-__all__ = ["Llama2cConfig", "read_llama2c"]
+from .llama2c import Llama2cConfig, Llama2cVocab, read_llama2c, read_llama2c_vocab
+from .llama_ref import LlamaShape, forward_reference, greedy_reference
+
+__all__ = ["Llama2cConfig", "Llama2cVocab", "LlamaShape", "forward_reference", "greedy_reference", "read_llama2c",
+           "read_llama2c_vocab"]

@@ -100,3 +100,53 @@ def read_llama2c(path: str | os.PathLike[str]) -> tuple[Llama2cConfig, dict[str,
         t[p + "mlp.down_proj.weight"] = raw["w2"][i]
         t[p + "mlp.up_proj.weight"] = raw["w3"][i]
     return cfg, t
+
+
+@dataclass(frozen=True)
+class Llama2cVocab:
+    """A llama2.c tokenizer file (``tok512.bin``): pieces and their BPE merge scores."""
+
+    pieces: tuple[bytes, ...]
+    scores: tuple[float, ...]
+    max_token_length: int
+
+    def decode_piece(self, prev_token: int, token: int) -> bytes:
+        """The bytes of ``token`` as llama2.c's ``decode`` prints them after ``prev_token``:
+        the leading space is dropped right after BOS (id 1) and ``<0xXX>`` pieces are raw bytes."""
+        piece = self.pieces[token]
+        if prev_token == 1 and piece.startswith(b" "):
+            piece = piece[1:]
+        if len(piece) == 6 and piece.startswith(b"<0x") and piece.endswith(b">"):
+            try:
+                return bytes([int(piece[3:5], 16)])
+            except ValueError:
+                pass
+        return piece
+
+    def decode(self, tokens: "list[int]") -> str:
+        """Concatenate the pieces of a token sequence that starts with BOS."""
+        out = b"".join(self.decode_piece(p, t) for p, t in zip(tokens[:-1], tokens[1:]))
+        return out.decode("utf-8", errors="replace")
+
+
+def read_llama2c_vocab(path: str | os.PathLike[str], vocab_size: int) -> Llama2cVocab:
+    """Read llama2.c's tokenizer file: int32 max_token_length, then per token float32 score,
+    int32 length and the piece's bytes. ValueError names the file if it ends early."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 4:
+        raise ValueError(f"{path}: too small for a llama2.c tokenizer")
+    max_len = int(np.frombuffer(data, "<i4", 1, 0)[0])
+    pieces, scores, off = [], [], 4
+    for i in range(vocab_size):
+        if off + 8 > len(data):
+            raise ValueError(f"{path}: ends after {i} of {vocab_size} tokens")
+        score = float(np.frombuffer(data, "<f4", 1, off)[0])
+        n = int(np.frombuffer(data, "<i4", 1, off + 4)[0])
+        off += 8
+        if n < 0 or off + n > len(data):
+            raise ValueError(f"{path}: token {i} has a bad length {n}")
+        pieces.append(data[off:off + n])
+        scores.append(score)
+        off += n
+    return Llama2cVocab(tuple(pieces), tuple(scores), max_len)
