@@ -123,6 +123,31 @@ class Llama2cVocab:
                 pass
         return piece
 
+    def encode(self, text: str, bos: bool = True) -> list[int]:
+        """llama2.c's encoder: a dummy-prefix space, one token per UTF-8 character (raw bytes
+        + 3 when the character has no piece), then repeatedly merge the adjacent pair whose
+        merged piece has the highest score."""
+        lookup = self._lookup()
+        toks = [1] if bos else []
+        body = [lookup[b" "]] if text and b" " in lookup else []
+        for ch in text:
+            b = ch.encode("utf-8")
+            body.extend([lookup[b]] if b in lookup else [x + 3 for x in b])
+        while True:
+            best, at, merged_id = -1e10, -1, -1
+            for i in range(len(body) - 1):
+                j = lookup.get(self.pieces[body[i]] + self.pieces[body[i + 1]])
+                if j is not None and self.scores[j] > best:
+                    best, at, merged_id = self.scores[j], i, j
+            if at < 0:
+                return toks + body
+            body[at:at + 2] = [merged_id]
+
+    def _lookup(self) -> dict[bytes, int]:
+        if not hasattr(self, "_piece_ids"):
+            object.__setattr__(self, "_piece_ids", {p: i for i, p in enumerate(self.pieces)})
+        return self._piece_ids  # type: ignore[attr-defined]
+
     def decode(self, tokens: "list[int]") -> str:
         """Concatenate the pieces of a token sequence that starts with BOS."""
         out = b"".join(self.decode_piece(p, t) for p, t in zip(tokens[:-1], tokens[1:]))
