@@ -42,31 +42,35 @@ void force_isa(Isa isa) {
   g_active.store(static_cast<int>(isa));
 }
 
-const GridKernels& grid_kernels(Isa isa) {
+// The table of `isa` among one kernel family's per-ISA tables.
+template <class Table>
+const Table& pick(Isa isa, const Table& scalar_t, const Table& avx2_t, const Table& avx512_t) {
   if (!isa_supported(isa))
     throw Unsupported(str_cat("no '", isa_name(isa), "' kernels on this CPU/build"));
   switch (isa) {
-#ifdef LOWBIT_HAVE_X86_KERNELS
-    case Isa::Avx512: return avx512::kGridKernels;
-    case Isa::Avx2: return avx2::kGridKernels;
-#endif
-    default: return scalar::kGridKernels;
+    case Isa::Avx512: return avx512_t;
+    case Isa::Avx2: return avx2_t;
+    default: return scalar_t;
   }
 }
+
+#ifdef LOWBIT_HAVE_X86_KERNELS
+const GridKernels& grid_kernels(Isa isa) {
+  return pick(isa, scalar::kGridKernels, avx2::kGridKernels, avx512::kGridKernels);
+}
+const LinalgKernels& linalg_kernels(Isa isa) {
+  return pick(isa, scalar::kLinalgKernels, avx2::kLinalgKernels, avx512::kLinalgKernels);
+}
+#else  // only the scalar tables exist; isa_supported() rejects the others
+const GridKernels& grid_kernels(Isa isa) {
+  return pick(isa, scalar::kGridKernels, scalar::kGridKernels, scalar::kGridKernels);
+}
+const LinalgKernels& linalg_kernels(Isa isa) {
+  return pick(isa, scalar::kLinalgKernels, scalar::kLinalgKernels, scalar::kLinalgKernels);
+}
+#endif
 
 const GridKernels& grid_kernels() { return grid_kernels(active_isa()); }
-
-const LinalgKernels& linalg_kernels(Isa isa) {
-  if (!isa_supported(isa))
-    throw Unsupported(str_cat("no '", isa_name(isa), "' kernels on this CPU/build"));
-  switch (isa) {
-#ifdef LOWBIT_HAVE_X86_KERNELS
-    case Isa::Avx512: return avx512::kLinalgKernels;
-    case Isa::Avx2: return avx2::kLinalgKernels;
-#endif
-    default: return scalar::kLinalgKernels;
-  }
-}
 
 const LinalgKernels& linalg_kernels() { return linalg_kernels(active_isa()); }
 

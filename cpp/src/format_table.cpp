@@ -83,9 +83,4 @@ i64 row_size(QType t, i64 n) {
   return (n * tr.type_size + tr.block_size - 1) / tr.block_size;
 }
 
-QType grouped_int_type(int bits) {
-  LOWBIT_CHECK(bits >= 2 && bits <= 8, "bits must be in 2..8, got ", bits);
-  return static_cast<QType>(kLowbitTypeIdBase + bits);
-}
-
 }  // namespace lowbit

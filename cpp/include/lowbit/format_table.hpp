@@ -73,7 +73,5 @@ const std::vector<QTypeTraits>& all_traits();
 // Bytes of one row of n elements; throws InvalidArgument if n does not fit the blocks.
 i64 row_size(QType t, i64 n);
 
-// Grouped integer format of `bits` bits (2..8).
-QType grouped_int_type(int bits);
 
 }  // namespace lowbit

@@ -38,7 +38,6 @@ struct MatrixView {
 
   T& operator()(i64 r, i64 c) const { return data[r * row_stride + c * col_stride]; }
   T* row(i64 r) const { return data + r * row_stride; }
-  bool row_contiguous() const { return col_stride == 1; }
   i64 size() const { return rows * cols; }
 };
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _core
+from ..formats import grouped_int_format
 from ..tensor import QuantizedTensor
 
 __all__ = ["from_gptq", "to_gptq"]
@@ -77,5 +78,5 @@ def from_gptq(tensors: Mapping[str, np.ndarray], *, bits: int, group_size: int,
         g_idx = np.asarray(g_idx, dtype=np.int32)
         if not np.array_equal(g_idx, np.arange(inp, dtype=np.int32) // min(gs, inp)):
             arrays["g_idx"] = np.ascontiguousarray(g_idx)
-    return QuantizedTensor(format=f"int{bits}", shape=(out, inp), arrays=arrays, group_size=min(gs, inp),
+    return QuantizedTensor(format=grouped_int_format(bits).name, shape=(out, inp), arrays=arrays, group_size=min(gs, inp),
                            per_tensor=False, sym=sym)

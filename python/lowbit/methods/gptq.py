@@ -16,6 +16,7 @@ from .. import _core
 from ..config import GPTQConfig
 from ..quantize import register_method
 from ..statistics import HessianAccumulator
+from ..formats import grouped_int_format
 from ..tensor import QuantizedTensor
 
 
@@ -41,5 +42,5 @@ def quantize_gptq(W: npt.ArrayLike, config: GPTQConfig, *, hessian: Any = None, 
     arrays = {"qweight": qweight, "scales": scales, "zeros": zeros}
     if not np.array_equal(g_idx, np.arange(W.shape[1], dtype=np.int32) // group_size):
         arrays["g_idx"] = g_idx  # act-order without static groups: groups are not contiguous
-    return QuantizedTensor(format=f"int{config.bits}", shape=W.shape, arrays=arrays, group_size=group_size,
+    return QuantizedTensor(format=grouped_int_format(config.bits).name, shape=W.shape, arrays=arrays, group_size=group_size,
                            per_tensor=False, sym=config.sym, config=config, stats=dict(stats))
