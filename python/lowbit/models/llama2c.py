@@ -175,3 +175,34 @@ def read_llama2c_vocab(path: str | os.PathLike[str], vocab_size: int) -> Llama2c
         scores.append(score)
         off += n
     return Llama2cVocab(tuple(pieces), tuple(scores), max_len)
+
+
+def read_llama2c_model(path: str | os.PathLike[str], tokenizer_path: str | os.PathLike[str] | None = None):
+    """A llama2.c checkpoint as :class:`~lowbit.models.model_files.ModelFiles` (HF config keys).
+
+    The tokenizer is ``tokenizer_path``, else ``tok{vocab_size}.bin`` or ``tokenizer.bin`` next
+    to the checkpoint when present (else no tokenizer).
+    """
+    from .model_files import ModelFiles
+    from .tokenizer import Tokenizer
+
+    path = Path(path)
+    cfg, tensors = read_llama2c(path)
+    if tokenizer_path is None:
+        for cand in (path.parent / f"tok{cfg.vocab_size}.bin", path.parent / "tokenizer.bin"):
+            if cand.is_file():
+                tokenizer_path = cand
+                break
+    tok = Tokenizer.from_llama2c(read_llama2c_vocab(tokenizer_path, cfg.vocab_size)) if tokenizer_path else None
+    config = {
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": cfg.dim,
+        "intermediate_size": cfg.hidden_dim, "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_size, "vocab_size": cfg.vocab_size,
+        "max_position_embeddings": cfg.seq_len, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "tie_word_embeddings": cfg.shared_classifier, "bos_token_id": 1, "eos_token_id": 2,
+        "rope_interleaved": True, "torch_dtype": "float32",
+    }
+    if cfg.shared_classifier:
+        tensors = {k: v for k, v in tensors.items() if k != "lm_head.weight"}
+    return ModelFiles(path, "llama2c", config, tensors, tok,
+                      {"tokenizer_path": str(tokenizer_path) if tokenizer_path else None})

