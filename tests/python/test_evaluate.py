@@ -84,9 +84,11 @@ def test_llama_cpp_protocol_scores_second_half_after_bos(stories, story_text):
 
 
 def test_stories_perplexity_on_tinystories(stories, story_text):
-    """The data card quotes ppl ~3.1 for this model on TinyStories; uniform guessing is 512."""
-    r = perplexity(stories, story_text, seq_len=512)
-    assert 2.7 < r.ppl < 3.6
+    """The data card quotes ppl ~3.1 for this model with one BOS per story; the protocol's
+    windows run across story boundaries (separators dropped), which costs a little: ~3.5 here.
+    Uniform guessing is 512; with the literal '<|endoftext|>' lines left in it is ~6.4."""
+    r = perplexity(stories, story_text.replace("<|endoftext|>\n", ""), seq_len=512)
+    assert 3.0 < r.ppl < 4.0
     assert r.tokens_per_s > 0 and (r.peak_memory_mb is None or r.peak_memory_mb > 0)
 
 

@@ -43,7 +43,7 @@ class Tokenizer:
                 ids.insert(0, self.bos_id)
             return ids
         bos = self.add_bos_default if add_bos is None else add_bos
-        return list(self.backend.encode(text, bos=bos, eos=False))
+        return list(self.backend.encode(text, bos=bos))
 
     def decode(self, ids: Sequence[int]) -> str:
         if self.kind == "tokenizers":
