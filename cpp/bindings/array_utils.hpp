@@ -30,6 +30,12 @@ inline std::string describe(const py::array& a) {
   return str_cat("shape ", shape_str(a), " dtype ", dtype_str(a));
 }
 
+inline std::string strides_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += std::to_string(a.strides(i)) + (i + 1 < a.ndim() ? ", " : "");
+  return s + ")";
+}
+
 // Any object -> ndarray, TypeError naming the argument when it is not array-like.
 inline py::array as_array(const py::handle& obj, const char* name) {
   if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
@@ -38,6 +44,14 @@ inline py::array as_array(const py::handle& obj, const char* name) {
   } catch (...) {
   }
   throw TypeMismatch(str_cat(name, " must be a NumPy array, got ", py::str(py::type::of(obj)).cast<std::string>()));
+}
+
+// Whether `a` holds T in native byte order. Equality, not identity: NumPy hands out equal
+// dtype objects that are not its singletons (a memmap's dtype('<f4'), dtypes with metadata);
+// a non-native byte order ('>f4') is not equal.
+template <class T>
+bool has_dtype(const py::array& a) {
+  return a.dtype().equal(py::dtype::of<T>());
 }
 
 // A 2-D float matrix read in place (float32 / float16 / ml_dtypes.bfloat16, any strides);
@@ -52,7 +66,8 @@ inline MatrixArg matrix_arg(const py::handle& obj, const char* name) {
   const py::dtype dt = a.dtype();
   const std::string dname = dtype_str(a);
   DType kind;
-  if (dt.kind() == 'f' && dt.itemsize() == 8) {
+  if ((dt.kind() == 'f' && dt.itemsize() == 8) || (dt.kind() == 'f' && !dt.attr("isnative").cast<bool>())) {
+    // float64, or a float in non-native byte order: a native float32 copy
     a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
     kind = DType::F32;
   } else if (dt.kind() == 'f' && dt.itemsize() == 4) {
@@ -86,7 +101,7 @@ template <class T>
 py::array_t<T, py::array::c_style> exact_array(const py::handle& obj, const char* name,
                                                const std::vector<py::ssize_t>& shape) {
   py::array a = as_array(obj, name);
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(a))
     throw TypeMismatch(str_cat(name, " must have dtype ", py::str(py::dtype::of<T>()).cast<std::string>(),
                                ", got ", describe(a)));
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -101,6 +116,44 @@ py::array_t<T, py::array::c_style> exact_array(const py::handle& obj, const char
     want += shape.size() == 1 ? ",)" : ")";
     throw InvalidArgument(str_cat(name, " must have shape ", want, ", got ", describe(a)));
   }
+  return py::array_t<T, py::array::c_style>::ensure(a);
+}
+
+// An array of exactly dtype T and `ndim` dimensions that an op writes in place: it must be a
+// NumPy array (no conversion: a copy would silently drop the result), C-contiguous and writeable.
+template <class T>
+py::array_t<T, py::array::c_style> inplace_array(const py::handle& obj, const char* name, py::ssize_t ndim) {
+  if (!py::isinstance<py::array>(obj))
+    throw TypeMismatch(str_cat(name, " must be a NumPy array (it is modified in place), got ",
+                               py::str(py::type::of(obj)).cast<std::string>()));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!has_dtype<T>(a))
+    throw TypeMismatch(str_cat(name, " must have dtype ", py::str(py::dtype::of<T>()).cast<std::string>(),
+                               " (it is modified in place), got ", describe(a)));
+  if (a.ndim() != ndim)
+    throw InvalidArgument(str_cat(name, " must be a ", ndim, "-D array, got ", describe(a)));
+  if (!(a.flags() & py::array::c_style))
+    throw InvalidArgument(str_cat(name, " must be C-contiguous (it is modified in place), got ", describe(a),
+                                  " with strides ", strides_str(a), "; pass np.ascontiguousarray(", name,
+                                  ") and use the result"));
+  if (!a.writeable()) throw InvalidArgument(str_cat(name, " is read-only, but it is modified in place"));
+  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(a);
+}
+
+// An array of exactly dtype T and `ndim` dimensions, read in place when its last axis is
+// contiguous whatever its other strides (a slice of a larger buffer such as a KV cache);
+// otherwise a C-contiguous copy. Strides of the result are multiples of sizeof(T).
+template <class T>
+py::array last_axis_contiguous_array(const py::handle& obj, const char* name, py::ssize_t ndim) {
+  py::array a = as_array(obj, name);
+  if (!has_dtype<T>(a))
+    throw TypeMismatch(str_cat(name, " must have dtype ", py::str(py::dtype::of<T>()).cast<std::string>(),
+                               ", got ", describe(a)));
+  if (a.ndim() != ndim) throw InvalidArgument(str_cat(name, " must be a ", ndim, "-D array, got ", describe(a)));
+  const auto item = static_cast<py::ssize_t>(sizeof(T));
+  bool in_place = a.strides(ndim - 1) == item || a.shape(ndim - 1) <= 1;
+  for (py::ssize_t i = 0; in_place && i < ndim; ++i) in_place = a.strides(i) % item == 0;
+  if (in_place) return a;
   return py::array_t<T, py::array::c_style>::ensure(a);
 }
 

@@ -9,6 +9,7 @@ void register_system(py::module_& m);
 void register_formats(py::module_& m);
 void register_quantizers(py::module_& m);
 void register_layouts(py::module_& m);
+void register_ops(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lowbit's compiled core: formats, quantizers and kernels over NumPy arrays.";
@@ -29,4 +30,5 @@ PYBIND11_MODULE(_core, m) {
   register_formats(m);
   register_quantizers(m);
   register_layouts(m);
+  register_ops(m);
 }

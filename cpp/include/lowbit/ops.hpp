@@ -1,0 +1,105 @@
+// The model ops of the Llama-family runtime: one call per heavy step of a decoder layer
+// (Python runs the layer loop). Each op's comment here is its definition.
+//
+// All buffers are row-major float32 unless stated otherwise; outputs do not alias inputs
+// (except rope_inplace). Work is split over independent outputs only (rows, heads, query
+// positions, blocks of output columns), each computed by one thread in a fixed order, so
+// results are bit-identical for any thread count.
+//
+// Non-finite values: rms_norm, rope, attention, silu_mul and linear propagate NaN/inf the way
+// IEEE arithmetic does (no checks, no errors). token_logprobs and kl_divergence return NaN for
+// a row that holds a NaN or +inf logit; -inf logits are fine (probability zero).
+#pragma once
+
+#include <cstdint>
+
+#include "lowbit/common.hpp"
+#include "lowbit/cpu_features.hpp"
+#include "lowbit/matrix_view.hpp"
+
+namespace lowbit {
+
+// y[m, :] = x[m, :] * r_m * weight,  r_m = 1 / sqrt(mean_d(x[m, d]^2) + eps).
+// Rounded as Hugging Face's LlamaRMSNorm in float32: the mean of squares becomes a float32
+// (accumulated in double, so it is the nearly exact mean), eps is added in float32, r_m is
+// the float32 rounding of the exact reciprocal square root, then (x * r_m) * weight in float32.
+// x, y: [M, D]; weight: [D]. D >= 1, M >= 0.
+void rms_norm(const float* x, i64 M, i64 D, const float* weight, float eps, float* y);
+
+// Rotary position embedding, in place on x [T, H, head_dim]. For row t and pair i < head_dim/2:
+//   angle = float32(float32(positions[t]) * inv_freq[i]),
+//   c = float32(cos(angle)) * attention_scaling,  s = float32(sin(angle)) * attention_scaling
+// (cos/sin evaluated in double on the float32 angle, then rounded), and the pair (a, b) becomes
+//   (a * c - b * s,  b * c + a * s).
+// interleaved: pairs are (x[2i], x[2i+1]) (llama2.c, GGUF, Meta checkpoints);
+// otherwise (x[i], x[i + head_dim/2]) (Hugging Face's rotate_half). head_dim even, >= 2.
+void rope_inplace(float* x, i64 T, i64 H, i64 head_dim, const std::int64_t* positions,
+                  const float* inv_freq, bool interleaved, float attention_scaling);
+
+// Keys or values [S, n_kv_heads, head_dim] with the head_dim axis contiguous: element
+// (s, g, d) at data[s * stride_s + g * stride_h + d]. A prefix of a preallocated KV cache
+// (cache[:S]) is such a view.
+struct KvView {
+  const float* data = nullptr;
+  i64 stride_s = 0, stride_h = 0;
+};
+
+// Causal grouped-query attention.
+// q: [T, n_heads, head_dim] contiguous; k, v: [S, n_kv_heads, head_dim] views;
+// out: [T, n_heads * head_dim] contiguous. Query t sits at position p = q_offset + t and
+// attends to keys 0..p; query head h reads kv head h / (n_heads / n_kv_heads):
+//   w_j = softmax_j(scale * q[t, h] . k[j, g]),  out[t, h*hd:(h+1)*hd] = sum_j w_j v[j, g].
+// float32 scores and sums (max-subtracted exponentials; the normaliser summed in double).
+// Requires q_offset >= 0, q_offset + T <= S, n_heads % n_kv_heads == 0.
+struct AttentionArgs {
+  const float* q = nullptr;
+  i64 T = 0, n_heads = 0, head_dim = 0;
+  KvView k, v;
+  i64 S = 0, n_kv_heads = 0;
+  i64 q_offset = 0;
+  float scale = 1.0f;
+};
+void attention(const AttentionArgs& a, float* out);
+
+// y[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)) (Hugging Face's formula, float32);
+// silu(-inf) = -0 (the formula would give -inf/inf = NaN). n elements.
+void silu_mul(const float* gate, const float* up, i64 n, float* y);
+
+// y [M, N] = x [M, K] @ W^T + bias, W: [N, K] float32 / float16 / bfloat16, any strides;
+// bias: [N] or nullptr. Blocks of output columns (and of rows of x when M is large) are
+// independent single-threaded GEMMs of the active ISA (Eigen); half-precision weights are
+// widened to float32 block by block. Accumulation order depends on the block sizes and the
+// ISA, never on the thread count.
+void linear(const float* x, i64 M, i64 K, const AnyMatrixView& W, const float* bias, float* y);
+
+// out[t] = log_softmax(logits[t, :])[targets[t]], in double from the float32 logits.
+// logits: [T, V]; targets: [T] in [0, V) (InvalidArgument naming the first bad index).
+void token_logprobs(const float* logits, i64 T, i64 V, const std::int64_t* targets, double* out);
+
+// Per row t: kld[t] = KL(P_ref || P) = sum_v p_ref[v] (log p_ref[v] - log p[v]) with
+// P_ref = softmax(ref_logits[t]), P = softmax(logits[t]) (double; terms with p_ref = 0 are 0),
+// ref_argmax[t] / argmax[t] = index of the row's largest logit (the first one on ties; the
+// first NaN if the row has one, as numpy.argmax). Any output pointer may be nullptr.
+void kl_divergence(const float* ref_logits, const float* logits, i64 T, i64 V, double* kld,
+                   std::int64_t* ref_argmax, std::int64_t* argmax);
+
+// The per-ISA inner kernels of linear (kernels/<isa>/linear.cpp).
+struct LinearKernels {
+  // y[m, n] = sum_k x[m, k] * w[n, k] for m < M, n < N (overwrites y). Row strides ldx, ldw,
+  // ldy (elements); all rows contiguous.
+  void (*gemm_nt)(const float* x, i64 M, i64 K, i64 ldx, const float* w, i64 N, i64 ldw, float* y,
+                  i64 ldy);
+  // dst[i] = the float32 value of the half / bfloat16 bit pattern src[i] (bit-exact with
+  // fp16_to_fp32 / bf16_to_fp32 of half.hpp, written so the compiler vectorises it).
+  void (*widen_f16)(const std::uint16_t* src, i64 n, float* dst);
+  void (*widen_bf16)(const std::uint16_t* src, i64 n, float* dst);
+};
+
+const LinearKernels& linear_kernels();         // active ISA
+const LinearKernels& linear_kernels(Isa isa);  // a specific one (tests); Unsupported if absent
+
+namespace scalar { extern const LinearKernels kLinearKernels; }
+namespace avx2 { extern const LinearKernels kLinearKernels; }
+namespace avx512 { extern const LinearKernels kLinearKernels; }
+
+}  // namespace lowbit

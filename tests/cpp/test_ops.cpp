@@ -1,0 +1,535 @@
+// The model ops: each against a naive double-precision loop written here, odd sizes, the
+// same bytes for one and two threads, and bad arguments rejected with InvalidArgument.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "lowbit/half.hpp"
+#include "lowbit/kernels.hpp"
+#include "lowbit/ops.hpp"
+#include "lowbit/parallel.hpp"
+#include "test_helpers.hpp"
+
+using namespace lowbit;
+using test_data::uniform_data;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr double kEps32 = 1.0 / (1 << 23);  // float32 machine epsilon (2 ulp of rounding)
+
+// Runs fn with 1 and then 2 threads; the two outputs (read by `bytes`) must be equal bytes.
+template <class Fn, class Out>
+void expect_thread_invariant(Fn fn, Out& out) {
+  set_num_threads(1);
+  fn();
+  const Out one = out;
+  set_num_threads(2);
+  fn();
+  set_num_threads(0);
+  ASSERT_EQ(one.size(), out.size());
+  EXPECT_EQ(0, std::memcmp(one.data(), out.data(), one.size() * sizeof(one[0])))
+      << "results differ between 1 and 2 threads";
+}
+
+bool same_bits(float a, float b) { return float_bits(a) == float_bits(b); }
+
+// ---- references (double) ------------------------------------------------------------
+
+std::vector<double> rms_norm_ref(const std::vector<float>& x, i64 M, i64 D, const std::vector<float>& w, double eps) {
+  std::vector<double> y(x.size());
+  for (i64 m = 0; m < M; ++m) {
+    double ss = 0;
+    for (i64 d = 0; d < D; ++d) ss += static_cast<double>(x[m * D + d]) * x[m * D + d];
+    const double r = 1.0 / std::sqrt(ss / D + eps);
+    for (i64 d = 0; d < D; ++d) y[m * D + d] = x[m * D + d] * r * w[d];
+  }
+  return y;
+}
+
+// Causal GQA in double; k/v [S, nkv, hd] contiguous.
+std::vector<double> attention_ref(const std::vector<float>& q, i64 T, i64 nh, i64 hd, const std::vector<float>& k,
+                                  const std::vector<float>& v, i64 nkv, i64 q_offset, double scale) {
+  std::vector<double> out(static_cast<std::size_t>(T * nh * hd), 0.0);
+  for (i64 t = 0; t < T; ++t)
+    for (i64 h = 0; h < nh; ++h) {
+      const i64 g = h / (nh / nkv), n = q_offset + t + 1;
+      std::vector<double> s(static_cast<std::size_t>(n));
+      double mx = -1e300, sum = 0;
+      for (i64 j = 0; j < n; ++j) {
+        double d = 0;
+        for (i64 i = 0; i < hd; ++i) d += static_cast<double>(q[(t * nh + h) * hd + i]) * k[(j * nkv + g) * hd + i];
+        s[j] = d * scale;
+        mx = std::max(mx, s[j]);
+      }
+      for (i64 j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - mx));
+      for (i64 j = 0; j < n; ++j)
+        for (i64 i = 0; i < hd; ++i) out[(t * nh + h) * hd + i] += s[j] / sum * v[(j * nkv + g) * hd + i];
+    }
+  return out;
+}
+
+// log softmax of a row in double (no shortcuts: exp of the raw logits is fine at these sizes)
+std::vector<double> log_softmax_ref(const float* r, i64 V) {
+  double mx = r[0];
+  for (i64 j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(r[j]));
+  double s = 0;
+  for (i64 j = 0; j < V; ++j) s += std::exp(r[j] - mx);
+  std::vector<double> out(static_cast<std::size_t>(V));
+  for (i64 j = 0; j < V; ++j) out[j] = r[j] - mx - std::log(s);
+  return out;
+}
+
+std::vector<float> to_widened(const std::vector<std::uint16_t>& bits, bool bf16) {
+  std::vector<float> out(bits.size());
+  for (std::size_t i = 0; i < bits.size(); ++i) out[i] = bf16 ? bf16_to_fp32(bits[i]) : fp16_to_fp32(bits[i]);
+  return out;
+}
+
+}  // namespace
+
+// ---- rms_norm -------------------------------------------------------------------------
+
+TEST(OpsRmsNorm, MatchesDoubleReference) {
+  for (i64 D : {1, 3, 577})
+    for (i64 M : {1, 7}) {
+      const std::vector<float> x = uniform_data(M * D, 1 + D, -3.0f, 2.0f);
+      const std::vector<float> w = uniform_data(D, 2 + D, 0.5f, 1.5f);
+      std::vector<float> y(x.size());
+      rms_norm(x.data(), M, D, w.data(), 1e-5f, y.data());
+      const std::vector<double> ref = rms_norm_ref(x, M, D, w, 1e-5f);
+      // float32 roundings: mean, + eps, 1/sqrt, two products: a few ulp relative
+      for (std::size_t i = 0; i < y.size(); ++i)
+        ASSERT_NEAR(y[i], ref[i], 4 * kEps32 * std::fabs(ref[i]) + 1e-30) << "D=" << D << " M=" << M << " i=" << i;
+    }
+}
+
+TEST(OpsRmsNorm, EmptyZeroRowsAndThreadInvariance) {
+  rms_norm(nullptr, 0, 5, nullptr, 1e-6f, nullptr);  // M = 0: nothing touched
+  std::vector<float> x(3, 0.0f), w(3, 1.0f), y(3, 7.0f);
+  rms_norm(x.data(), 1, 3, w.data(), 1e-6f, y.data());
+  for (float v : y) EXPECT_EQ(v, 0.0f);  // zero row: 0 * 1/sqrt(eps)
+  EXPECT_THROW(rms_norm(x.data(), 1, 0, w.data(), 1e-6f, y.data()), InvalidArgument);
+
+  const i64 M = 67, D = 129;
+  const std::vector<float> xs = uniform_data(M * D, 5), ws = uniform_data(D, 6);
+  std::vector<float> out(static_cast<std::size_t>(M * D));
+  expect_thread_invariant([&] { rms_norm(xs.data(), M, D, ws.data(), 1e-5f, out.data()); }, out);
+}
+
+// ---- rope -----------------------------------------------------------------------------
+
+TEST(OpsRope, BothPairingsMatchDoubleRotation) {
+  const i64 T = 7, H = 3;
+  const std::vector<std::int64_t> pos = {0, 1, 2, 9, 100, 4095, 31};
+  for (i64 hd : {2, 6, 64})
+    for (bool interleaved : {true, false})
+      for (float scaling : {1.0f, 0.75f}) {
+        std::vector<float> inv(static_cast<std::size_t>(hd / 2));
+        for (i64 i = 0; i < hd / 2; ++i) inv[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / hd));
+        const std::vector<float> x0 = uniform_data(T * H * hd, 7 + hd);
+        std::vector<float> x = x0;
+        rope_inplace(x.data(), T, H, hd, pos.data(), inv.data(), interleaved, scaling);
+        for (i64 t = 0; t < T; ++t)
+          for (i64 h = 0; h < H; ++h)
+            for (i64 i = 0; i < hd / 2; ++i) {
+              // the angle as the op defines it (float32 product), the rotation in double
+              const double ang = static_cast<float>(static_cast<float>(pos[t]) * inv[i]);
+              const double c = std::cos(ang) * scaling, s = std::sin(ang) * scaling;
+              const i64 ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + hd / 2;
+              const std::size_t base = static_cast<std::size_t>((t * H + h) * hd);
+              const double a = x0[base + ia], b = x0[base + ib];
+              const double tol = 4 * kEps32 * (std::fabs(a) + std::fabs(b));
+              ASSERT_NEAR(x[base + ia], a * c - b * s, tol) << "hd=" << hd << " interleaved=" << interleaved;
+              ASSERT_NEAR(x[base + ib], b * c + a * s, tol) << "hd=" << hd << " interleaved=" << interleaved;
+            }
+      }
+}
+
+TEST(OpsRope, PositionZeroIsIdentityAndBadHeadDim) {
+  std::vector<float> x = uniform_data(8, 3), x0 = x;
+  const std::vector<std::int64_t> pos = {0};
+  const std::vector<float> inv = {1.0f, 0.1f, 0.01f, 0.001f};
+  rope_inplace(x.data(), 1, 1, 8, pos.data(), inv.data(), false, 1.0f);
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(x[i], x0[i]);
+  EXPECT_THROW(rope_inplace(x.data(), 1, 1, 7, pos.data(), inv.data(), true, 1.0f), InvalidArgument);
+  EXPECT_THROW(rope_inplace(x.data(), 1, 0, 8, pos.data(), inv.data(), true, 1.0f), InvalidArgument);
+}
+
+TEST(OpsRope, ThreadInvariance) {
+  const i64 T = 45, H = 3, hd = 10;
+  std::vector<std::int64_t> pos(T);
+  for (i64 t = 0; t < T; ++t) pos[t] = 3 * t + 1;
+  const std::vector<float> inv = {1.0f, 0.3f, 0.1f, 0.03f, 0.01f};
+  const std::vector<float> x0 = uniform_data(T * H * hd, 9);
+  std::vector<float> x;
+  expect_thread_invariant(
+      [&] {
+        x = x0;
+        rope_inplace(x.data(), T, H, hd, pos.data(), inv.data(), true, 1.0f);
+      },
+      x);
+}
+
+// ---- attention ------------------------------------------------------------------------
+
+namespace {
+
+struct AttnCase {
+  i64 T, S, nh, nkv, hd, q_offset;
+};
+
+std::vector<float> run_attention(const std::vector<float>& q, const std::vector<float>& k,
+                                 const std::vector<float>& v, const AttnCase& c, float scale) {
+  AttentionArgs a;
+  a.q = q.data();
+  a.T = c.T;
+  a.n_heads = c.nh;
+  a.head_dim = c.hd;
+  a.k = KvView{k.data(), c.nkv * c.hd, c.hd};
+  a.v = KvView{v.data(), c.nkv * c.hd, c.hd};
+  a.S = c.S;
+  a.n_kv_heads = c.nkv;
+  a.q_offset = c.q_offset;
+  a.scale = scale;
+  std::vector<float> out(static_cast<std::size_t>(c.T * c.nh * c.hd));
+  attention(a, out.data());
+  return out;
+}
+
+}  // namespace
+
+TEST(OpsAttention, MatchesDoubleReference) {
+  const std::vector<AttnCase> cases = {
+      {1, 1, 1, 1, 1, 0},   {7, 7, 8, 4, 16, 0},  {7, 12, 8, 4, 16, 5}, {7, 12, 3, 1, 5, 0},
+      {1, 40, 3, 1, 64, 39}, {7, 9, 6, 6, 3, 2},  {5, 300, 2, 1, 17, 100}};
+  for (const AttnCase& c : cases) {
+    const std::vector<float> q = uniform_data(c.T * c.nh * c.hd, 11 + c.hd, -2.0f, 2.0f);
+    const std::vector<float> k = uniform_data(c.S * c.nkv * c.hd, 12 + c.hd, -2.0f, 2.0f);
+    const std::vector<float> v = uniform_data(c.S * c.nkv * c.hd, 13 + c.hd, -1.0f, 1.0f);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+    const std::vector<float> out = run_attention(q, k, v, c, scale);
+    const std::vector<double> ref = attention_ref(q, c.T, c.nh, c.hd, k, v, c.nkv, c.q_offset, scale);
+    // |v| <= 1; float32 scores (error ~ hd * eps * |q||k|) move the weights by a relative
+    // amount of that order, and the weighted sum adds ~ n * eps: 2e-5 absolute is ample.
+    for (std::size_t i = 0; i < out.size(); ++i)
+      ASSERT_NEAR(out[i], ref[i], 2e-5) << "T=" << c.T << " S=" << c.S << " nh=" << c.nh << " nkv=" << c.nkv
+                                        << " hd=" << c.hd << " q_offset=" << c.q_offset << " i=" << i;
+  }
+}
+
+TEST(OpsAttention, StridedCacheViewEqualsContiguous) {
+  // k, v as the first S rows of a cache [Smax, nkv, hd] laid out [Smax][nkv][hd + pad]:
+  // the head stride differs from hd, the position stride from nkv * hd
+  const AttnCase c{3, 10, 4, 2, 8, 7};
+  const i64 pad = 3, Smax = 16;
+  const std::vector<float> q = uniform_data(c.T * c.nh * c.hd, 21);
+  const std::vector<float> k = uniform_data(c.S * c.nkv * c.hd, 22), v = uniform_data(c.S * c.nkv * c.hd, 23);
+  std::vector<float> kc(static_cast<std::size_t>(Smax * c.nkv * (c.hd + pad)), kNaN), vc = kc;
+  for (i64 s = 0; s < c.S; ++s)
+    for (i64 g = 0; g < c.nkv; ++g)
+      for (i64 d = 0; d < c.hd; ++d) {
+        kc[(s * c.nkv + g) * (c.hd + pad) + d] = k[(s * c.nkv + g) * c.hd + d];
+        vc[(s * c.nkv + g) * (c.hd + pad) + d] = v[(s * c.nkv + g) * c.hd + d];
+      }
+  AttentionArgs a;
+  a.q = q.data();
+  a.T = c.T;
+  a.n_heads = c.nh;
+  a.head_dim = c.hd;
+  a.k = KvView{kc.data(), c.nkv * (c.hd + pad), c.hd + pad};
+  a.v = KvView{vc.data(), c.nkv * (c.hd + pad), c.hd + pad};
+  a.S = c.S;
+  a.n_kv_heads = c.nkv;
+  a.q_offset = c.q_offset;
+  a.scale = 0.3f;
+  std::vector<float> out(static_cast<std::size_t>(c.T * c.nh * c.hd));
+  attention(a, out.data());
+  const std::vector<float> want = run_attention(q, k, v, c, 0.3f);
+  EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * sizeof(float)));  // the NaN padding is never read
+}
+
+TEST(OpsAttention, DecodeStepsEqualOneBatchedCall) {
+  // the KV-cache property: token t alone with S = t + 1 keys gives the batched row t
+  const AttnCase full{9, 9, 6, 2, 12, 0};
+  const std::vector<float> q = uniform_data(full.T * full.nh * full.hd, 31);
+  const std::vector<float> k = uniform_data(full.S * full.nkv * full.hd, 32);
+  const std::vector<float> v = uniform_data(full.S * full.nkv * full.hd, 33);
+  const std::vector<float> batched = run_attention(q, k, v, full, 0.25f);
+  const i64 row = full.nh * full.hd;
+  for (i64 t = 0; t < full.T; ++t) {
+    const std::vector<float> qt(q.begin() + t * row, q.begin() + (t + 1) * row);
+    const std::vector<float> step = run_attention(qt, k, v, AttnCase{1, t + 1, full.nh, full.nkv, full.hd, t}, 0.25f);
+    // one item per (query, head) computes the same sequence of operations either way
+    EXPECT_EQ(0, std::memcmp(step.data(), batched.data() + t * row, row * sizeof(float))) << "t=" << t;
+  }
+}
+
+TEST(OpsAttention, BadArgumentsAndThreadInvariance) {
+  const std::vector<float> q = uniform_data(4 * 8 * 8, 1), k = uniform_data(6 * 2 * 8, 2), v = uniform_data(6 * 2 * 8, 3);
+  EXPECT_THROW(run_attention(q, k, v, AttnCase{4, 6, 8, 2, 8, 3}, 1.0f), InvalidArgument);   // 3 + 4 > 6
+  EXPECT_THROW(run_attention(q, k, v, AttnCase{4, 6, 8, 2, 8, -1}, 1.0f), InvalidArgument);  // negative offset
+  EXPECT_THROW(run_attention(q, k, v, AttnCase{4, 6, 8, 3, 8, 0}, 1.0f), InvalidArgument);   // 8 % 3 != 0
+  EXPECT_TRUE(run_attention(q, k, v, AttnCase{0, 6, 8, 2, 8, 6}, 1.0f).empty());              // T = 0
+
+  const AttnCase c{13, 20, 6, 3, 16, 7};
+  const std::vector<float> q2 = uniform_data(c.T * c.nh * c.hd, 4), k2 = uniform_data(c.S * c.nkv * c.hd, 5),
+                           v2 = uniform_data(c.S * c.nkv * c.hd, 6);
+  std::vector<float> out;
+  expect_thread_invariant([&] { out = run_attention(q2, k2, v2, c, 0.25f); }, out);
+}
+
+TEST(OpsAttention, NonFinitePropagates) {
+  std::vector<float> q = uniform_data(2 * 1 * 4, 1), k = uniform_data(2 * 4, 2), v = uniform_data(2 * 4, 3);
+  v[5] = kNaN;  // key 1's value: only query 1 reads it
+  const std::vector<float> out = run_attention(q, k, v, AttnCase{2, 2, 1, 1, 4, 0}, 1.0f);
+  for (int d = 0; d < 4; ++d) EXPECT_FALSE(std::isnan(out[d]));
+  EXPECT_TRUE(std::isnan(out[4 + 1]));
+}
+
+// ---- silu_mul -------------------------------------------------------------------------
+
+TEST(OpsSiluMul, MatchesDoubleAndSurvivesExtremes) {
+  const i64 n = 1001;
+  const std::vector<float> g = uniform_data(n, 41, -20.0f, 20.0f), u = uniform_data(n, 42, -3.0f, 3.0f);
+  std::vector<float> y(n);
+  silu_mul(g.data(), u.data(), n, y.data());
+  for (i64 i = 0; i < n; ++i) {
+    const double ref = g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i];
+    ASSERT_NEAR(y[i], ref, 4 * kEps32 * std::fabs(ref) + 1e-37) << "g=" << g[i];
+  }
+  const std::vector<float> ge = {1e30f, -1e30f, kInf, -kInf, -100.0f, 0.0f, -0.0f, kNaN};
+  const std::vector<float> ue(ge.size(), 2.0f);
+  std::vector<float> ye(ge.size());
+  silu_mul(ge.data(), ue.data(), static_cast<i64>(ge.size()), ye.data());
+  EXPECT_EQ(ye[0], 2e30f);
+  EXPECT_EQ(ye[1], 0.0f);
+  EXPECT_EQ(ye[2], kInf);
+  EXPECT_EQ(ye[3], 0.0f);
+  EXPECT_FALSE(std::isnan(ye[4]));
+  EXPECT_EQ(ye[5], 0.0f);
+  EXPECT_EQ(ye[6], 0.0f);
+  EXPECT_TRUE(std::isnan(ye[7]));
+}
+
+TEST(OpsSiluMul, ThreadInvariance) {
+  const i64 n = 70000;  // several chunks
+  const std::vector<float> g = uniform_data(n, 43, -10.0f, 10.0f), u = uniform_data(n, 44);
+  std::vector<float> y(n);
+  expect_thread_invariant([&] { silu_mul(g.data(), u.data(), n, y.data()); }, y);
+}
+
+// ---- linear ---------------------------------------------------------------------------
+
+namespace {
+
+// |y - ref| <= tol with tol = K-term float32 accumulation bound on sum |x||w| (plus the bias)
+void expect_linear_close(const std::vector<float>& y, const std::vector<float>& x, i64 M, i64 K,
+                         const AnyMatrixView& W, const float* bias, const char* what) {
+  const i64 N = W.rows;
+  std::vector<float> wrow(static_cast<std::size_t>(K));
+  for (i64 n = 0; n < N; ++n) {
+    W.load_row(n, wrow.data());
+    for (i64 m = 0; m < M; ++m) {
+      double s = 0, mag = 0;
+      for (i64 k = 0; k < K; ++k) {
+        s += static_cast<double>(x[m * K + k]) * wrow[k];
+        mag += std::fabs(static_cast<double>(x[m * K + k]) * wrow[k]);
+      }
+      if (bias) s += bias[n], mag += std::fabs(bias[n]);
+      ASSERT_NEAR(y[m * N + n], s, (K + 2) * kEps32 * mag + 1e-30)
+          << what << " M=" << M << " K=" << K << " N=" << N << " at (" << m << ", " << n << ")";
+    }
+  }
+}
+
+}  // namespace
+
+TEST(OpsLinear, Float32AgainstDoubleWithAndWithoutBias) {
+  for (i64 K : {1, 3, 577})
+    for (i64 N : {1, 33, 130})
+      for (i64 M : {1, 7, 300}) {  // 300: two blocks of rows of x
+        const std::vector<float> x = uniform_data(M * K, 51 + K), w = uniform_data(N * K, 52 + N);
+        const std::vector<float> b = uniform_data(N, 53);
+        const AnyMatrixView W(w.data(), N, K);
+        std::vector<float> y(static_cast<std::size_t>(M * N));
+        linear(x.data(), M, K, W, nullptr, y.data());
+        expect_linear_close(y, x, M, K, W, nullptr, "f32");
+        linear(x.data(), M, K, W, b.data(), y.data());
+        expect_linear_close(y, x, M, K, W, b.data(), "f32+bias");
+      }
+}
+
+TEST(OpsLinear, WideOutputsUseLargerBlocks) {
+  const i64 M = 3, K = 9, N = 4100;  // N >= 4096: the other block size, with a partial block
+  const std::vector<float> x = uniform_data(M * K, 54), w = uniform_data(N * K, 55);
+  const AnyMatrixView W(w.data(), N, K);
+  std::vector<float> y(static_cast<std::size_t>(M * N));
+  linear(x.data(), M, K, W, nullptr, y.data());
+  expect_linear_close(y, x, M, K, W, nullptr, "f32 wide");
+}
+
+TEST(OpsLinear, HalfAndStridedWeights) {
+  const i64 M = 5, K = 67, N = 45;
+  const std::vector<float> x = uniform_data(M * K, 61);
+  const std::vector<float> wf = uniform_data(N * 2 * K, 62);
+  std::vector<std::uint16_t> w16(wf.size()), wbf(wf.size());
+  for (std::size_t i = 0; i < wf.size(); ++i) w16[i] = fp32_to_fp16(wf[i]), wbf[i] = fp32_to_bf16(wf[i]);
+  std::vector<float> y(static_cast<std::size_t>(M * N));
+  // contiguous rows, then every other column (col_stride 2), then rows reversed (negative stride)
+  struct Layout {
+    i64 offset, row_stride, col_stride;
+    const char* name;
+  };
+  for (const Layout& l : {Layout{0, K, 1, "rows"}, Layout{0, 2 * K, 2, "col_stride 2"},
+                          Layout{(N - 1) * 2 * K, -2 * K, 1, "reversed rows"}, Layout{0, 2 * K, 1, "padded rows"}}) {
+    const AnyMatrixView views[] = {
+        AnyMatrixView(wf.data() + l.offset, DType::F32, N, K, l.row_stride, l.col_stride),
+        AnyMatrixView(w16.data() + l.offset, DType::F16, N, K, l.row_stride, l.col_stride),
+        AnyMatrixView(wbf.data() + l.offset, DType::BF16, N, K, l.row_stride, l.col_stride)};
+    for (const AnyMatrixView& W : views) {
+      linear(x.data(), M, K, W, nullptr, y.data());
+      expect_linear_close(y, x, M, K, W, nullptr, (std::string(l.name) + " " + dtype_name(W.dtype)).c_str());
+    }
+  }
+}
+
+TEST(OpsLinear, EveryIsaAgreesWithTheReference) {
+  const i64 K = 131, N = 37;
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!isa_supported(isa)) continue;
+    const LinearKernels& k = linear_kernels(isa);
+    for (i64 M : {1, 2, 19}) {
+      const std::vector<float> x = uniform_data(M * K, 71), w = uniform_data(N * K, 72);
+      std::vector<float> y(static_cast<std::size_t>(M * (N + 3)), kNaN);
+      k.gemm_nt(x.data(), M, K, K, w.data(), N, K, y.data(), N + 3);  // ldy > N: padding untouched
+      std::vector<float> yc(static_cast<std::size_t>(M * N));
+      for (i64 m = 0; m < M; ++m)
+        for (i64 n = 0; n < N; ++n) yc[m * N + n] = y[m * (N + 3) + n];
+      for (i64 m = 0; m < M; ++m)
+        for (i64 n = N; n < N + 3; ++n) ASSERT_TRUE(std::isnan(y[m * (N + 3) + n]));
+      expect_linear_close(yc, x, M, K, AnyMatrixView(w.data(), N, K), nullptr, isa_name(isa));
+    }
+    // the widening loops: every one of the 65536 bit patterns, bit-exact with half.hpp
+    std::vector<std::uint16_t> all(65536);
+    for (std::uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<std::uint16_t>(i);
+    std::vector<float> out(all.size());
+    k.widen_f16(all.data(), 65536, out.data());
+    for (std::uint32_t i = 0; i < 65536; ++i)
+      ASSERT_TRUE(same_bits(out[i], fp16_to_fp32(all[i]))) << isa_name(isa) << " f16 bits 0x" << std::hex << i;
+    k.widen_bf16(all.data(), 65536, out.data());
+    for (std::uint32_t i = 0; i < 65536; ++i)
+      ASSERT_TRUE(same_bits(out[i], bf16_to_fp32(all[i]))) << isa_name(isa) << " bf16 bits 0x" << std::hex << i;
+  }
+}
+
+TEST(OpsLinear, BadArgumentsEmptyAndThreadInvariance) {
+  const std::vector<float> x = uniform_data(2 * 5, 81), w = uniform_data(3 * 4, 82);
+  std::vector<float> y(6);
+  EXPECT_THROW(linear(x.data(), 2, 5, AnyMatrixView(w.data(), 3, 4), nullptr, y.data()), InvalidArgument);
+  linear(nullptr, 0, 4, AnyMatrixView(w.data(), 3, 4), nullptr, nullptr);  // M = 0
+
+  const i64 M = 300, K = 70, N = 200;  // 2 x 7 blocks, f16 weights widened per block
+  const std::vector<float> xs = uniform_data(M * K, 83), ws = uniform_data(N * K, 84), b = uniform_data(N, 85);
+  std::vector<std::uint16_t> w16(ws.size());
+  for (std::size_t i = 0; i < ws.size(); ++i) w16[i] = fp32_to_fp16(ws[i]);
+  std::vector<float> out(static_cast<std::size_t>(M * N));
+  expect_thread_invariant([&] { linear(xs.data(), M, K, AnyMatrixView(ws.data(), N, K), b.data(), out.data()); }, out);
+  expect_thread_invariant(
+      [&] { linear(xs.data(), M, K, AnyMatrixView(w16.data(), DType::F16, N, K, K, 1), nullptr, out.data()); }, out);
+  expect_thread_invariant([&] { linear(xs.data(), 1, K, AnyMatrixView(ws.data(), N, K), nullptr, out.data()); }, out);
+}
+
+TEST(OpsLinear, NonFinitePropagates) {
+  std::vector<float> x = {1.0f, kNaN, 2.0f, 3.0f}, w = {1.0f, 1.0f, 1.0f, 1.0f};
+  std::vector<float> y(4);
+  linear(x.data(), 2, 2, AnyMatrixView(w.data(), 2, 2), nullptr, y.data());
+  EXPECT_TRUE(std::isnan(y[0]) && std::isnan(y[1]));
+  EXPECT_EQ(y[2], 5.0f);
+  EXPECT_EQ(y[3], 5.0f);
+}
+
+// ---- logits ---------------------------------------------------------------------------
+
+TEST(OpsLogits, TokenLogprobsMatchDoubleLogSoftmax) {
+  for (i64 V : {1, 3, 577}) {
+    const i64 T = 7;
+    const std::vector<float> l = uniform_data(T * V, 91 + V, -30.0f, 30.0f);
+    std::vector<std::int64_t> tg(T);
+    for (i64 t = 0; t < T; ++t) tg[t] = (t * 131) % V;
+    std::vector<double> out(T);
+    token_logprobs(l.data(), T, V, tg.data(), out.data());
+    for (i64 t = 0; t < T; ++t) {
+      const std::vector<double> ref = log_softmax_ref(l.data() + t * V, V);
+      EXPECT_NEAR(out[t], ref[tg[t]], 1e-12 * (1 + std::fabs(ref[tg[t]]))) << "V=" << V << " t=" << t;
+    }
+  }
+}
+
+TEST(OpsLogits, TokenLogprobsBadTargetsAndNonFinite) {
+  const std::vector<float> l = {0.0f, 1.0f, 2.0f, 0.0f, -kInf, 0.0f, kNaN, 0.0f, 0.0f};
+  std::vector<double> out(3);
+  std::vector<std::int64_t> bad = {0, 3, 1};
+  EXPECT_THROW(token_logprobs(l.data(), 3, 3, bad.data(), out.data()), InvalidArgument);
+  bad = {-1, 0, 0};
+  EXPECT_THROW(token_logprobs(l.data(), 3, 3, bad.data(), out.data()), InvalidArgument);
+  const std::vector<std::int64_t> tg = {2, 1, 0};
+  token_logprobs(l.data(), 3, 3, tg.data(), out.data());
+  EXPECT_NEAR(out[0], 2.0 - std::log(1 + std::exp(1.0) + std::exp(2.0)), 1e-15);
+  EXPECT_EQ(out[1], -std::numeric_limits<double>::infinity());  // a -inf logit: probability 0
+  EXPECT_TRUE(std::isnan(out[2]));
+  token_logprobs(nullptr, 0, 3, nullptr, nullptr);  // T = 0
+}
+
+TEST(OpsLogits, KlDivergenceAgainstDoubleAndArgmax) {
+  const i64 T = 7, V = 577;
+  const std::vector<float> r = uniform_data(T * V, 101, -8.0f, 8.0f);
+  std::vector<float> l = r;
+  for (std::size_t i = 0; i < l.size(); ++i) l[i] += 0.3f * std::sin(static_cast<float>(i));
+  std::vector<double> kld(T);
+  std::vector<std::int64_t> ra(T), la(T);
+  kl_divergence(r.data(), r.data(), T, V, kld.data(), ra.data(), la.data());
+  for (i64 t = 0; t < T; ++t) EXPECT_EQ(kld[t], 0.0) << "identical logits: exactly 0";
+  kl_divergence(r.data(), l.data(), T, V, kld.data(), ra.data(), la.data());
+  for (i64 t = 0; t < T; ++t) {
+    const std::vector<double> lr = log_softmax_ref(r.data() + t * V, V), ll = log_softmax_ref(l.data() + t * V, V);
+    double ref = 0;
+    for (i64 j = 0; j < V; ++j) ref += std::exp(lr[j]) * (lr[j] - ll[j]);
+    EXPECT_NEAR(kld[t], ref, 1e-12 * ref + 1e-15) << "t=" << t;
+    EXPECT_GT(kld[t], 0.0);
+    EXPECT_EQ(ra[t], std::max_element(r.begin() + t * V, r.begin() + (t + 1) * V) - (r.begin() + t * V));
+    EXPECT_EQ(la[t], std::max_element(l.begin() + t * V, l.begin() + (t + 1) * V) - (l.begin() + t * V));
+  }
+}
+
+TEST(OpsLogits, KlEdgeCases) {
+  // row 0: ties (first index wins) and a -inf reference logit (a 0 * log 0 term);
+  // row 1: a -inf model logit where the reference has mass: KL = +inf; row 2: NaN
+  const std::vector<float> r = {1.0f, 1.0f, -kInf, 0.0f, 0.0f, 0.0f, 0.0f, kNaN, 1.0f};
+  const std::vector<float> l = {0.0f, 2.0f, 2.0f, 0.0f, -kInf, 0.0f, 0.0f, 0.0f, 0.0f};
+  std::vector<double> kld(3);
+  std::vector<std::int64_t> ra(3), la(3);
+  kl_divergence(r.data(), l.data(), 3, 3, kld.data(), ra.data(), la.data());
+  const double lz = std::log(std::exp(0.0) + 2 * std::exp(2.0));
+  EXPECT_NEAR(kld[0], 0.5 * (std::log(0.5) - (0.0 - lz)) + 0.5 * (std::log(0.5) - (2.0 - lz)), 1e-15);
+  EXPECT_EQ(ra[0], 0);
+  EXPECT_EQ(la[0], 1);
+  EXPECT_EQ(kld[1], std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(std::isnan(kld[2]));
+  EXPECT_EQ(ra[2], 1);  // the first NaN, as numpy.argmax
+  kl_divergence(r.data(), l.data(), 3, 3, nullptr, nullptr, nullptr);  // outputs optional
+}
+
+TEST(OpsLogits, ThreadInvariance) {
+  const i64 T = 9, V = 1000;
+  const std::vector<float> r = uniform_data(T * V, 111, -5.0f, 5.0f), l = uniform_data(T * V, 112, -5.0f, 5.0f);
+  std::vector<std::int64_t> tg(T, 17);
+  std::vector<double> out(T);
+  expect_thread_invariant([&] { token_logprobs(l.data(), T, V, tg.data(), out.data()); }, out);
+  expect_thread_invariant([&] { kl_divergence(r.data(), l.data(), T, V, out.data(), nullptr, nullptr); }, out);
+}
