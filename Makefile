@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
 
-.PHONY: setup demo test bench bench-gptq wheel clean
+.PHONY: setup demo test bench bench-gptq bench-e2e wheel clean
 
 setup:
 	bash scripts/setup.sh
@@ -24,6 +24,12 @@ bench-gptq: setup
 	$(PY) -m pip install -q torch==2.13.0
 	./build/bench/bench_linalg --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(RUN) bench/bench_gptq.py
+
+# A whole model (SmolLM2-135M GGUF) in lowbit vs llama.cpp. llama-cpp-python compiles llama.cpp
+# from source the first time (minutes); pip caches the wheel.
+bench-e2e: setup
+	$(PY) -m pip install -q llama-cpp-python
+	$(RUN) bench/bench_e2e.py
 
 # Build and install the wheel into a scratch venv and import it (what `pip install .` gives users).
 wheel: setup

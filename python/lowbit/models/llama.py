@@ -88,6 +88,12 @@ class LlamaModel:
     def __post_init__(self) -> None:
         cfg = self.config
         self.inv_freq, self.attention_scaling = rope_frequencies(cfg)
+        factors = self.source.get("rope_freqs")
+        if factors is not None:  # Llama 3.1 GGUF files store the llama3 scaling as per-frequency divisors
+            factors = np.asarray(factors, dtype=np.float32).reshape(-1)
+            if factors.shape != self.inv_freq.shape:
+                raise ValueError(f"rope_freqs has {factors.size} entries, expected head_dim/2 = {self.inv_freq.size}")
+            self.inv_freq = (self.inv_freq / factors).astype(np.float32)
         self._check_weights()
         self._norms = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()
                        if k.endswith("norm.weight") or k.endswith(".bias")}
