@@ -53,6 +53,11 @@ def bench_lowbit(model: lb.LlamaModel, prompt: list[int], new: int, repeats: int
     return statistics.median(pre), statistics.median(dec), last
 
 
+def last_logits(llm) -> np.ndarray:
+    """The last evaluated position's logits (llama-cpp-python keeps no copy without logits_all)."""
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
+
+
 def bench_llama_cpp(path: str, prompt: list[int], new: int, repeats: int, threads: int):
     from llama_cpp import Llama
 
@@ -65,12 +70,12 @@ def bench_llama_cpp(path: str, prompt: list[int], new: int, repeats: int, thread
         t0 = time.perf_counter()
         llm.eval(prompt)
         t1 = time.perf_counter()
-        logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        logits = last_logits(llm)
         last = logits
         tok = int(np.argmax(logits))
         for _ in range(new):
             llm.eval([tok])
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            tok = int(np.argmax(last_logits(llm)))
         t2 = time.perf_counter()
         pre.append(len(prompt) / (t1 - t0))
         dec.append(new / (t2 - t1))
