@@ -79,6 +79,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     r = perplexity(model, text, seq_len=args.seq_len, protocol=args.protocol, max_windows=args.max_windows,
                    progress=not args.json)
     out = {"model": str(model.source.get("path")), "text": str(text_path), **r.as_dict()}
+    if args.reference:
+        from .evaluate import kl_divergence
+        ref = load_model(args.reference)
+        k = kl_divergence(model, ref, text, seq_len=r.seq_len, protocol=args.protocol, max_windows=args.max_windows,
+                          progress=not args.json)
+        out["reference"] = {"model": str(ref.source.get("path")), **k.as_dict()}
     if args.speed:
         out |= speed(model)
     if args.json:
@@ -88,6 +94,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"protocol {r.protocol}, seq_len {r.seq_len}, {r.n_windows} windows, {r.n_scored} scored tokens")
     print(f"perplexity: {r.ppl:.4f}   (mean NLL {r.nll:.5f} nats/token)")
     print(f"forward: {r.tokens_per_s:.0f} tokens/s, {r.seconds:.1f} s; peak memory {r.peak_memory_mb:.0f} MB")
+    if args.reference:
+        k = out["reference"]
+        print(f"vs {k['model']}: KLD mean {k['kld_mean']:.5f} (median {k['kld_median']:.5f}, p99 {k['kld_p99']:.4f}), "
+              f"top-1 agreement {100 * k['top1_agreement']:.2f}%, ppl {k['ppl']:.4f} vs {k['ref_ppl']:.4f} "
+              f"(delta {k['delta_ppl']:+.4f})")
     if args.speed:
         print(f"prefill {out['prefill_tokens_per_s']:.1f} tokens/s, decode {out['decode_tokens_per_s']:.1f} tokens/s "
               f"({out['threads']} threads)")
@@ -166,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", choices=["gptq", "llama.cpp"], default="gptq")
     e.add_argument("--seq-len", type=int, help="window length (default 2048 for gptq, 512 for llama.cpp)")
     e.add_argument("--max-windows", type=int, help="evaluate only the first N windows")
+    e.add_argument("--reference", metavar="MODEL", help="also compare with this model: KL divergence, top-1 agreement, delta ppl")
     e.add_argument("--speed", action="store_true", help="also measure prefill/decode tokens/s")
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=_cmd_eval)

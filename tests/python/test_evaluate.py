@@ -135,6 +135,8 @@ def test_cli_eval_generate_inspect(shared_data_module, capsys):
     assert main(["eval", model, "--text", text, "--seq-len", "256", "--max-windows", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_windows"] == 2 and out["seq_len"] == 256 and 2 < out["ppl"] < 5
+    assert main(["eval", model, "--text", text, "--seq-len", "128", "--max-windows", "1", "--reference", model]) == 0
+    assert "top-1 agreement 100.00%" in capsys.readouterr().out
     assert main(["generate", model, "Once upon a time", "--max-new-tokens", "20", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["tokens"]) <= 20 and out["text"]

@@ -71,3 +71,17 @@ def test_teacher_forced_loss_on_tinystories(model, shared_data_module):
         nll -= float(sum(logp[i, toks[i + 1]] for i in range(len(toks) - 1)))
         n += len(toks) - 1
     assert 1.0 < nll / n < 1.3
+
+
+def test_fast_encoder_equals_llama2c_rescan(shared_data_module, rng):
+    """The heap-based encoder merges in exactly llama2.c's order (highest score, leftmost)."""
+    from reference.llama2c_encode_ref import encode_ref
+
+    vocab = read_llama2c_vocab(shared_data_module / "models" / "stories260K" / "tok512.bin", 512)
+    story = (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text()
+    alphabet = list("abcde fgh\n.,!\u00e9\u6f22\U0001f600")
+    cases = ["", " ", "a", "  two  spaces", story[:400]]
+    cases += ["".join(rng.choice(alphabet, rng.integers(1, 40))) for _ in range(150)]
+    cases += [story[a:a + 200] for a in rng.integers(0, len(story) - 200, 10)]
+    for s in cases:
+        assert vocab.encode(s) == encode_ref(vocab.pieces, vocab.scores, s), repr(s)

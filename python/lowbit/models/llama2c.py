@@ -13,6 +13,7 @@ Tensors are returned under Hugging Face Llama names (``model.layers.0.self_attn.
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,22 +127,48 @@ class Llama2cVocab:
     def encode(self, text: str, bos: bool = True) -> list[int]:
         """llama2.c's encoder: a dummy-prefix space, one token per UTF-8 character (raw bytes
         + 3 when the character has no piece), then repeatedly merge the adjacent pair whose
-        merged piece has the highest score."""
+        merged piece has the highest score (the leftmost such pair on ties).
+
+        Same result as llama2.c's quadratic rescan, in O(n log n): candidate pairs sit in a heap
+        keyed by (-score, left position); entries made stale by earlier merges are skipped.
+        """
         lookup = self._lookup()
         toks = [1] if bos else []
-        body = [lookup[b" "]] if text and b" " in lookup else []
+        ids = [lookup[b" "]] if text and b" " in lookup else []
         for ch in text:
             b = ch.encode("utf-8")
-            body.extend([lookup[b]] if b in lookup else [x + 3 for x in b])
-        while True:
-            best, at, merged_id = -1e10, -1, -1
-            for i in range(len(body) - 1):
-                j = lookup.get(self.pieces[body[i]] + self.pieces[body[i + 1]])
-                if j is not None and self.scores[j] > best:
-                    best, at, merged_id = self.scores[j], i, j
-            if at < 0:
-                return toks + body
-            body[at:at + 2] = [merged_id]
+            ids.extend([lookup[b]] if b in lookup else [x + 3 for x in b])
+        n = len(ids)
+        nxt = list(range(1, n + 1))
+        nxt[-1:] = [-1]
+        prv = list(range(-1, n - 1))
+        heap: list[tuple[float, int, int, int, int]] = []
+
+        def push(i: int) -> None:
+            j = nxt[i]
+            if j != -1:
+                m = lookup.get(self.pieces[ids[i]] + self.pieces[ids[j]])
+                if m is not None:
+                    heapq.heappush(heap, (-self.scores[m], i, ids[i], ids[j], m))
+
+        for i in range(n - 1):
+            push(i)
+        alive = [True] * n
+        while heap:
+            _, i, a, b, m = heapq.heappop(heap)
+            j = nxt[i]
+            # stale: i was merged away, or i / its right neighbour changed since the push
+            # (a merged piece is longer than its parts, so ids never change back)
+            if not alive[i] or ids[i] != a or j == -1 or ids[j] != b:
+                continue
+            ids[i], alive[j] = m, False
+            nxt[i] = nxt[j]
+            if nxt[j] != -1:
+                prv[nxt[j]] = i
+            if prv[i] != -1:
+                push(prv[i])
+            push(i)
+        return toks + [t for t, ok in zip(ids, alive) if ok]
 
     def _lookup(self) -> dict[bytes, int]:
         if not hasattr(self, "_piece_ids"):
