@@ -307,6 +307,19 @@ class LlamaModel:
         return GenerationResult(new, text, st["prompt_tokens"], st["prefill_seconds"], st["decode_seconds"],
                                 st["stop_reason"])
 
+    def save(self, path: Any, format: str = "lowbit", **kw: Any) -> Any:
+        """Write the model (dense or quantized) to ``path``; returns the path.
+
+        ``format="lowbit"``: lowbit's own folder, read back by :func:`lowbit.load_model`;
+        keyword arguments go to :func:`lowbit.models.lowbit_format.save_model`
+        (``max_shard_bytes``, ``quantization``, ``overwrite``).
+        """
+        if format != "lowbit":
+            raise NotImplementedError(f"saving format {format!r} is not implemented; available: 'lowbit' "
+                                      f"('gptq', 'awq' and 'gguf' exporters are planned)")
+        from .lowbit_format import save_model
+        return save_model(self, path, **kw)
+
     def __repr__(self) -> str:
         c = self.config
         nq = sum(isinstance(w, QuantizedTensor) for w in self.weights.values())

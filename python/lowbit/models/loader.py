@@ -30,6 +30,11 @@ def read_model_files(path: str | os.PathLike[str] | None = None) -> ModelFiles:
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise FileNotFoundError(f"{p} is a directory without config.json (not a Hugging Face model folder)")
+        # -- lowbit's own format (save_model): config.json marks it; everything else is a HF folder
+        from .lowbit_format import is_lowbit_folder, read_lowbit_folder
+        if is_lowbit_folder(p):
+            return read_lowbit_folder(p)
+        # -- end lowbit format
         from .hf_reader import read_hf_folder
         return read_hf_folder(p)
     with open(p, "rb") as f:
