@@ -31,6 +31,7 @@ from .formats import FORMATS, FormatInfo, format_info
 from .models import LlamaModel, load_model
 from .numerics import bf16_bits, fp16_bits, from_bf16_bits, from_fp16_bits
 from .quantize import available_methods, quantize
+from .pipeline import quantize_model
 from .statistics import HessianAccumulator
 from .system import cpu_info, force_isa, get_num_threads, set_num_threads
 from .tensor import QuantizedTensor
@@ -68,6 +69,7 @@ __all__ = [
     "models",
     "metrics",
     "quantize",
+    "quantize_model",
     "registered_configs",
     "set_num_threads",
 ]

@@ -17,7 +17,7 @@ from . import _core
 from .config import QuantConfig
 from .tensor import QuantizedTensor
 
-__all__ = ["available_methods", "quantize", "register_method", "STAT_NAMES"]
+__all__ = ["available_methods", "method_statistics", "quantize", "register_method", "STAT_NAMES"]
 
 # Statistics the calibration pass can provide; every method takes the ones it needs and
 # ignores the rest, so one capture feeds every method.
@@ -25,18 +25,37 @@ STAT_NAMES = ("hessian", "act_mean_sq", "act_mean_abs")
 
 _Quantizer = Callable[..., QuantizedTensor]
 _METHODS: dict[type[QuantConfig], _Quantizer] = {}
+_NEEDS: dict[type[QuantConfig], tuple[str, ...]] = {}
 
 
-def register_method(config_cls: type[QuantConfig]) -> Callable[[_Quantizer], _Quantizer]:
-    """Decorator: ``fn(W, config, **stats) -> QuantizedTensor`` implements ``config_cls``."""
+def register_method(config_cls: type[QuantConfig], needs: tuple[str, ...] = ()) -> Callable[[_Quantizer], _Quantizer]:
+    """Decorator: ``fn(W, config, **stats) -> QuantizedTensor`` implements ``config_cls``.
+
+    ``needs`` names the calibration statistics (from :data:`STAT_NAMES`) the method requires;
+    quantize_model gathers only those, and runs no calibration pass when nothing needs one.
+    """
+    bad = set(needs) - set(STAT_NAMES)
+    if bad:
+        raise ValueError(f"unknown statistics {sorted(bad)}; expected any of {list(STAT_NAMES)}")
 
     def deco(fn: _Quantizer) -> _Quantizer:
         if config_cls in _METHODS:
             raise ValueError(f"{config_cls.__name__} already has a quantizer")
         _METHODS[config_cls] = fn
+        _NEEDS[config_cls] = tuple(needs)
         return fn
 
     return deco
+
+
+def method_statistics(config: QuantConfig) -> tuple[str, ...]:
+    """The calibration statistics ``config``'s method needs (empty for calibration-free ones).
+    NotImplementedError when the method is not implemented."""
+    if type(config) not in _METHODS:
+        raise NotImplementedError(
+            f"quant_method '{config.quant_method}' ({type(config).__name__}) is not implemented in lowbit "
+            f"{_core.__version__}; available: {', '.join(available_methods())}")
+    return _NEEDS[type(config)]
 
 
 def available_methods() -> list[str]:

@@ -20,7 +20,7 @@ from ..formats import grouped_int_format
 from ..tensor import QuantizedTensor
 
 
-@register_method(GPTQConfig)
+@register_method(GPTQConfig, needs=("hessian",))
 def quantize_gptq(W: npt.ArrayLike, config: GPTQConfig, *, hessian: Any = None, **_stats: Any) -> QuantizedTensor:
     if hessian is None:
         raise ValueError("GPTQ needs the layer's input Hessian: lowbit.quantize(W, GPTQConfig(...), hessian=H), "

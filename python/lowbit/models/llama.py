@@ -84,6 +84,8 @@ class LlamaModel:
     weights: dict[str, Any]
     tokenizer: Tokenizer | None = None
     source: dict[str, Any] = field(default_factory=dict)   # where it came from (path, format, metadata)
+    # what quantize_model did (configs, calibration provenance, per-layer figures); None if dense
+    quantization: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -318,6 +320,9 @@ class LlamaModel:
             raise NotImplementedError(f"saving format {format!r} is not implemented; available: 'lowbit' "
                                       f"('gptq', 'awq' and 'gguf' exporters are planned)")
         from .lowbit_format import save_model
+        if self.quantization is not None:
+            kw.setdefault("quantization", {k: v for k, v in self.quantization.items()
+                                           if k not in ("quant_method", "lowbit_version", "format_version")})
         return save_model(self, path, **kw)
 
     def __repr__(self) -> str:
@@ -358,6 +363,7 @@ def model_from_files(files: Any, config_overrides: Mapping[str, Any] | None = No
         raise ValueError(f"{files.path}: {e}") from None
     try:
         return LlamaModel(cfg, dict(files.tensors), files.tokenizer,
-                          {"path": str(files.path), "format": files.format, **files.metadata})
+                          {"path": str(files.path), "format": files.format, **files.metadata},
+                          quantization=files.metadata.get("quantization_config"))
     except ValueError as e:
         raise ValueError(f"{files.path}: {e}") from None

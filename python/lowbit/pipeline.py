@@ -1,0 +1,354 @@
+"""``quantize_model``: quantize every linear layer of a decoder, block by block.
+
+For each decoder block, in order:
+
+1. the block's inputs are the calibration activations that came out of the previous blocks
+   *after* those were quantized (GPTQ's sequential recipe);
+2. the statistics the methods need (Hessian, mean x², mean |x|) are accumulated from the
+   inputs of the block's linears in one forward pass over all samples. Linears that read the
+   same input (q/k/v; gate/up) share one accumulator, and when they also share a config their
+   rows are quantized in one call, so GPTQ factorizes their Hessian once;
+3. with ``true_sequential`` (GPTQ's default) the block is processed in four steps,
+   [q, k, v] → [o] → [gate, up] → [down], each step's inputs captured with the earlier steps
+   already quantized; each capture stops the forward pass as soon as it has what it needs;
+4. the block's outputs (with quantized weights) become the next block's inputs.
+
+Only one block's activations are held at a time (``n_samples × seq_len × hidden`` floats,
+float16 with ``activation_dtype="float16"``); the weights of the model itself are read where
+they lie (memory-mapped for safetensors/llama2.c files). Peak memory is therefore about
+activations + one block's weights in float32 + the quantized model, which is what makes a
+model bigger than RAM possible once its source is memory-mapped.
+
+Methods that need no statistics (RTN) skip the forward passes entirely.
+With ``out=DIR`` finished blocks are checkpointed under ``DIR.partial/``; ``resume=True``
+picks up after the last finished block; the model is written to ``DIR`` atomically at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import QuantConfig
+from .data import Calibration
+from .evaluate import peak_memory_mb
+from .models.llama import LlamaModel
+from .quantize import method_statistics, quantize
+from .statistics import HessianAccumulator
+from .tensor import QuantizedTensor
+
+__all__ = ["quantize_model", "resolve_layer_configs", "DEFAULT_SKIP"]
+
+DEFAULT_SKIP = ("lm_head", "embed")
+
+# Steps of a block under true_sequential; each step's linears read inputs that depend only on
+# the steps before it. The first linear listed is where its input is observed.
+_STEPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj",),
+          ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",))
+
+
+class _StopForward(Exception):
+    """Raised by an observer once it has captured what a step needs."""
+
+
+def resolve_layer_configs(model: LlamaModel, config: QuantConfig | None, *,
+                          skip: Iterable[str] = DEFAULT_SKIP,
+                          per_layer: Mapping[str, QuantConfig | None] | None = None) -> dict[str, QuantConfig]:
+    """The config of every linear layer to quantize (name without ``.weight``).
+
+    ``per_layer`` maps regular expressions (``re.search`` on the layer name) to a config, or to
+    None to leave the layer unquantized; the first matching pattern wins, then ``config``.
+    ``skip`` lists substrings of names to leave alone (default: the embedding and lm_head;
+    lm_head is never quantized by the block walk, and the embedding is not a linear).
+    """
+    skip = tuple(skip)
+    rules = []
+    for pat, cfg in (per_layer or {}).items():
+        if cfg is not None and not isinstance(cfg, QuantConfig):
+            raise TypeError(f"per_layer[{pat!r}] must be a QuantConfig or None, got {type(cfg).__name__}")
+        try:
+            rules.append((re.compile(pat), cfg))
+        except re.error as e:
+            raise ValueError(f"per_layer pattern {pat!r} is not a valid regular expression: {e}") from None
+    if config is not None and not isinstance(config, QuantConfig):
+        raise TypeError(f"config must be a QuantConfig (e.g. lowbit.GPTQConfig()), got {type(config).__name__}")
+    out: dict[str, QuantConfig] = {}
+    for name in model.linear_names()[:-1]:  # lm_head is not part of the block walk
+        if any(s in name for s in skip):
+            continue
+        cfg = config
+        for rx, c in rules:
+            if rx.search(name):
+                cfg = c
+                break
+        if cfg is not None:
+            method_statistics(cfg)  # NotImplementedError now, not after an hour
+            out[name] = cfg
+    return out
+
+
+def _as_float32(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype == np.float32 else x.astype(np.float32)
+
+
+@dataclass
+class _Group:
+    """Linears of one block that read the same input, with one statistics accumulator."""
+    names: list[str]
+    acc: HessianAccumulator | None = None
+
+
+def _hash_config(layer_cfgs: Mapping[str, QuantConfig], calib: Calibration) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v.to_dict() for k, v in sorted(layer_cfgs.items())}, sort_keys=True).encode())
+    h.update(calib.tokens.tobytes())
+    return h.hexdigest()[:16]
+
+
+def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: Calibration | None = None, *,
+                   progress: bool = True, skip: Iterable[str] = DEFAULT_SKIP,
+                   per_layer: Mapping[str, QuantConfig | None] | None = None, true_sequential: bool | None = None,
+                   activation_dtype: str = "float32", out: str | Path | None = None,
+                   resume: bool = False) -> LlamaModel:
+    """Quantize ``model``'s linear layers; returns a new :class:`LlamaModel` whose linears are
+    QuantizedTensors (the input model is not modified).
+
+    Args:
+        config: the method for every layer (``RTNConfig``, ``GPTQConfig``, ...).
+        calibration: token windows from :func:`lowbit.data.calibration`; required when a
+            method needs statistics (GPTQ). None for calibration-free methods.
+        progress: a progress bar over layers with ETA and the last layer's figures.
+        skip, per_layer: see :func:`resolve_layer_configs`.
+        true_sequential: default: the config's own ``true_sequential`` (GPTQ) else False.
+        activation_dtype: "float32" or "float16" storage of the block activations.
+        out: also save the quantized model to this folder (lowbit format), atomically, with
+            per-block checkpoints in ``<out>.partial/`` while running.
+        resume: continue from the checkpoints in ``<out>.partial/`` of an interrupted run with
+            the same configs and calibration tokens.
+
+    The result's ``quantization`` attribute holds the configs, the calibration provenance,
+    per-layer figures (seconds, objective, damping), total seconds and peak memory.
+    """
+    t_start = time.perf_counter()
+    layer_cfgs = resolve_layer_configs(model, config, skip=skip, per_layer=per_layer)
+    needs_stats = {n: method_statistics(c) for n, c in layer_cfgs.items()}
+    any_stats = any(needs_stats.values())
+    if any_stats and calibration is None:
+        raise ValueError("this method needs calibration data: pass lowbit.data.calibration(model, files) "
+                         "(or lowbit.data.calibration(model) for data-free samples from the model)")
+    if activation_dtype not in ("float32", "float16"):
+        raise ValueError(f"activation_dtype must be 'float32' or 'float16', got {activation_dtype!r}")
+    if true_sequential is None:
+        true_sequential = bool(config is not None and getattr(config, "true_sequential", False))
+    if calibration is not None:
+        if calibration.tokens.ndim != 2 or calibration.tokens.shape[1] > model.config.max_position_embeddings:
+            raise ValueError(f"calibration tokens must be [n_samples, seq_len <= {model.config.max_position_embeddings}]"
+                             f", got {calibration.tokens.shape}")
+    if resume and out is None:
+        raise ValueError("resume=True needs out= (the folder whose .partial checkpoints to resume from)")
+
+    weights = dict(model.weights)
+    qmodel = LlamaModel(model.config, weights, model.tokenizer, dict(model.source))
+    n_layers = model.config.num_hidden_layers
+    partial = Path(str(out) + ".partial") if out is not None else None
+    run_id = _hash_config(layer_cfgs, calibration if calibration is not None else Calibration(np.zeros((0, 0))))
+    done_blocks = _load_checkpoints(partial, run_id, weights, n_layers) if (partial and resume) else 0
+    if partial is not None:
+        if partial.exists() and not resume:
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        (partial / "run.json").write_text(json.dumps({"run_id": run_id}))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(layer_cfgs), desc="quantize", unit="layer", dynamic_ncols=True)
+        bar.update(sum(1 for n in layer_cfgs if int(n.split(".")[2]) < done_blocks))
+    layer_stats: list[dict[str, Any]] = []
+
+    # Activations entering the current block, one [T, D] array per sample.
+    acts: list[np.ndarray] | None = None
+    if any_stats:
+        dt = np.float16 if activation_dtype == "float16" else np.float32
+        acts = [model.embed(t).astype(dt) for t in calibration.tokens]
+        pos = np.arange(calibration.seq_len, dtype=np.int64)
+    try:
+        for i in range(n_layers):
+            block_names = [n for n in layer_cfgs if n.startswith(f"model.layers.{i}.")]
+            if i < done_blocks:
+                pass  # weights restored from the checkpoint
+            elif not any(needs_stats[n] for n in block_names):
+                for name in block_names:
+                    _quantize_one(weights, name, layer_cfgs[name], {}, layer_stats, bar, i)
+            else:
+                steps = _STEPS if true_sequential else (tuple(n for s in _STEPS for n in s),)
+                for step in steps:
+                    names = [f"model.layers.{i}.{s}" for s in step]
+                    todo = [n for n in names if n in layer_cfgs]
+                    if not todo:
+                        continue
+                    groups = _capture(qmodel, i, acts, pos, todo, needs_stats)
+                    for g in groups:
+                        _quantize_group(weights, g, layer_cfgs, needs_stats, layer_stats, bar, i)
+            if partial is not None and i >= done_blocks:
+                _save_checkpoint(partial, weights, block_names, i)
+            if acts is not None and i + 1 < n_layers:
+                dt = acts[0].dtype
+                acts = [qmodel.block(i, _as_float32(x), pos).astype(dt) for x in acts]
+    finally:
+        if bar is not None:
+            bar.close()
+
+    seconds = time.perf_counter() - t_start
+    qmodel.quantization = {
+        "config": config.to_dict() if config is not None else None,
+        "per_layer": {k: v.to_dict() for k, v in layer_cfgs.items() if config is None or v != config},
+        "skip": list(skip), "true_sequential": true_sequential,
+        "calibration": calibration.provenance if calibration is not None else None,
+        "layers": layer_stats, "seconds": seconds, "peak_memory_mb": peak_memory_mb(),
+    }
+    if out is not None:
+        qmodel.save(out, overwrite=True)
+        shutil.rmtree(partial, ignore_errors=True)
+    return qmodel
+
+
+def _capture(model: LlamaModel, i: int, acts: list[np.ndarray], pos: np.ndarray, todo: list[str],
+             needs: Mapping[str, tuple[str, ...]]) -> list[_Group]:
+    """Run block ``i`` over every sample just far enough to see the inputs of the linears in
+    ``todo`` and fold them into one accumulator per distinct input (one per _STEPS entry)."""
+    groups: dict[str, _Group] = {}
+    for step in _STEPS:
+        members = [f"model.layers.{i}.{s}" for s in step if f"model.layers.{i}.{s}" in todo]
+        if members:
+            key = f"model.layers.{i}.{step[0]}"
+            groups[key] = _Group(members)
+    stop_at = list(groups)[-1]  # the forward pass stops once the last needed input is seen
+
+    def observe(name: str, x: np.ndarray, _y: np.ndarray) -> None:
+        g = groups.get(name)
+        if g is not None:
+            if any(needs[n] for n in g.names):
+                if g.acc is None:
+                    g.acc = HessianAccumulator(x.shape[-1])
+                g.acc.add(x)
+            if name == stop_at:
+                raise _StopForward
+
+    for x in acts:
+        try:
+            model.block(i, _as_float32(x), pos, observer=observe)
+        except _StopForward:
+            pass
+    return list(groups.values())
+
+
+def _stats_for(acc: HessianAccumulator | None, wanted: Iterable[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in wanted:
+        if acc is None:
+            raise RuntimeError("statistics were requested but no inputs were captured")
+        out[s] = acc if s == "hessian" else getattr(acc, s)()
+    return out
+
+
+def _quantize_group(weights: dict[str, Any], g: _Group, cfgs: Mapping[str, QuantConfig],
+                    needs: Mapping[str, tuple[str, ...]], layer_stats: list[dict[str, Any]], bar: Any, block: int) -> None:
+    # Linears with the same config and a row-separable method are quantized as one matrix
+    # (their rows stacked): one Hessian factorization instead of one per linear.
+    by_cfg: dict[str, list[str]] = {}
+    for n in g.names:
+        by_cfg.setdefault(cfgs[n].to_json(None), []).append(n)
+    for members in by_cfg.values():
+        cfg = cfgs[members[0]]
+        stats = _stats_for(g.acc, needs[members[0]])
+        if len(members) > 1 and "hessian" in needs[members[0]]:
+            Ws = [np.asarray(weights[n + ".weight"]) for n in members]
+            t0 = time.perf_counter()
+            q = quantize(np.concatenate(Ws, axis=0), cfg, **stats)
+            secs = time.perf_counter() - t0
+            start = 0
+            for n, W in zip(members, Ws):
+                part = _rows(q, start, start + W.shape[0])
+                part.stats["shared_solve"] = members
+                start += W.shape[0]
+                _record(weights, n, part, layer_stats, bar, block, secs / len(members))
+        else:
+            for n in members:
+                _quantize_one(weights, n, cfg, stats, layer_stats, bar, block)
+
+
+def _quantize_one(weights: dict[str, Any], name: str, cfg: QuantConfig, stats: dict[str, Any],
+                  layer_stats: list[dict[str, Any]], bar: Any, block: int) -> None:
+    t0 = time.perf_counter()
+    q = quantize(np.asarray(weights[name + ".weight"]), cfg, **stats)
+    _record(weights, name, q, layer_stats, bar, block, time.perf_counter() - t0)
+
+
+def _record(weights: dict[str, Any], name: str, q: QuantizedTensor, layer_stats: list[dict[str, Any]], bar: Any,
+            block: int, seconds: float) -> None:
+    weights[name + ".weight"] = q
+    row = {"layer": name, "block": block, "method": q.config.quant_method if q.config else None, "format": q.format,
+           "bits_per_weight": q.bits_per_weight, "seconds": seconds}
+    for k in ("objective", "objective_rtn", "damp_percent_used", "damp_retries", "dead_columns"):
+        if q.stats.get(k) is not None:
+            row[k] = q.stats[k]
+    layer_stats.append(row)
+    if bar is not None:
+        short = name.replace("model.layers.", "")
+        post = {"layer": short}
+        if "objective" in row and row.get("objective_rtn"):
+            post["obj/rtn"] = f"{row['objective'] / row['objective_rtn']:.3f}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
+
+def _rows(q: QuantizedTensor, r0: int, r1: int) -> QuantizedTensor:
+    """Rows ``r0:r1`` of a (non per-tensor) grouped QuantizedTensor: rows are independent."""
+    a = {k: (v if k == "g_idx" else np.ascontiguousarray(v[r0:r1])) for k, v in q.arrays.items()}
+    return QuantizedTensor(format=q.format, shape=(r1 - r0, q.shape[1]), arrays=a, group_size=q.group_size,
+                           per_tensor=q.per_tensor, sym=q.sym, config=q.config, stats=dict(q.stats))
+
+
+# ---- checkpoints for resume -------------------------------------------------------------
+
+def _save_checkpoint(partial: Path, weights: Mapping[str, Any], names: list[str], block: int) -> None:
+    d = partial / f"block-{block:04d}"
+    tmp = partial / f".block-{block:04d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for n in names:
+        q = weights[n + ".weight"]
+        if isinstance(q, QuantizedTensor):
+            q.save(tmp / f"{n}.safetensors")
+    shutil.rmtree(d, ignore_errors=True)
+    tmp.rename(d)  # a block's checkpoint appears whole or not at all
+
+
+def _load_checkpoints(partial: Path, run_id: str, weights: dict[str, Any], n_layers: int) -> int:
+    """Restore finished blocks; returns how many consecutive blocks from 0 are done."""
+    meta = partial / "run.json"
+    if not meta.is_file():
+        return 0
+    if json.loads(meta.read_text()).get("run_id") != run_id:
+        raise ValueError(f"{partial}: checkpoints of a different run (other configs or calibration); "
+                         f"delete it or run without resume=True")
+    done = 0
+    for i in range(n_layers):
+        d = partial / f"block-{i:04d}"
+        if not d.is_dir():
+            break
+        for f in sorted(d.glob("*.safetensors")):
+            q = QuantizedTensor.load(f)
+            weights[f.name[: -len(".safetensors")] + ".weight"] = q
+        done = i + 1
+    return done

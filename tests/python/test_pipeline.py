@@ -1,0 +1,165 @@
+"""quantize_model on the real stories260K model: equal to quantizing each layer by hand with the
+statistics it should have seen, GPTQ better than RTN, shared solves, overrides, save, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lowbit as lb
+from lowbit.evaluate import perplexity
+from lowbit.models import load_model
+from lowbit.tensor import QuantizedTensor
+
+
+@pytest.fixture(scope="module")
+def stories(shared_data_module):
+    return load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+
+
+@pytest.fixture(scope="module")
+def text(shared_data_module):
+    return (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text().replace(
+        "<|endoftext|>\n", "")
+
+
+@pytest.fixture(scope="module")
+def calib(stories, text):
+    return lb.data.calibration(stories, strings=[text[:2500]], n_samples=8, seq_len=64, seed=1)
+
+
+def same(a: QuantizedTensor, b: QuantizedTensor) -> bool:
+    return a.arrays.keys() == b.arrays.keys() and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
+
+
+def test_calibration_windows_are_seeded_slices(stories, text):
+    c = lb.data.calibration(stories, strings=[text], n_samples=5, seq_len=32, seed=3)
+    ids = stories.tokenizer.encode(text)
+    starts = np.random.default_rng(3).integers(0, len(ids) - 32 + 1, size=5)
+    assert np.array_equal(c.tokens, np.stack([ids[s:s + 32] for s in starts]))
+    assert c.provenance["seed"] == 3 and c.provenance["text_tokens"] == len(ids)
+    assert lb.data.calibration(stories, strings=[text], n_samples=5, seq_len=32, seed=3).provenance == c.provenance
+    with pytest.raises(ValueError, match="fewer than seq_len"):
+        lb.data.calibration(stories, strings=["tiny"], n_samples=1, seq_len=64)
+    with pytest.raises(FileNotFoundError, match="nope"):
+        lb.data.calibration(stories, "nope.txt")
+    free = lb.data.calibration(stories, n_samples=2, seq_len=16, seed=0)
+    assert free.tokens.shape == (2, 16) and free.provenance["source"] == "model-samples"
+    assert np.array_equal(free.tokens, lb.data.calibration(stories, n_samples=2, seq_len=16, seed=0).tokens)
+
+
+def test_rtn_model_equals_layer_by_layer_rtn(stories):
+    cfg = lb.RTNConfig(bits=4, group_size=32)
+    q = lb.quantize_model(stories, cfg, progress=False)
+    names = stories.linear_names()[:-1]
+    assert all(same(q.weights[n + ".weight"], lb.quantize(np.asarray(stories.weights[n + ".weight"]), cfg))
+               for n in names)
+    assert not any(isinstance(w, QuantizedTensor) for w in stories.weights.values())  # input untouched
+    assert isinstance(q.weights["model.embed_tokens.weight"], np.ndarray)  # tied head: embedding left alone
+    assert q.quantization["config"] == cfg.to_dict() and len(q.quantization["layers"]) == len(names)
+
+
+def test_gptq_first_block_sees_the_normed_embeddings(stories, calib):
+    """Block 0's q/k/v (solved together, stacked rows) equal a hand-made GPTQ of each with the
+    Hessian of rms_norm(embedding) over the calibration windows."""
+    cfg = lb.GPTQConfig(bits=4, group_size=32)
+    q = lb.quantize_model(stories, cfg, calib, progress=False)
+    acc = lb.HessianAccumulator(stories.config.hidden_size)
+    w = stories.weights["model.layers.0.input_layernorm.weight"]
+    for t in calib.tokens:
+        acc.add(lb._core.rms_norm(stories.embed(t), np.asarray(w), stories.config.rms_norm_eps))
+    for n in ("q_proj", "k_proj", "v_proj"):
+        name = f"model.layers.0.self_attn.{n}"
+        want = lb.quantize(np.asarray(stories.weights[name + ".weight"]), cfg, hessian=acc)
+        got = q.weights[name + ".weight"]
+        assert same(got, want), name
+        assert got.stats["shared_solve"] == [f"model.layers.0.self_attn.{m}" for m in ("q_proj", "k_proj", "v_proj")]
+
+
+def test_gptq_beats_rtn_and_sequential_modes_differ(stories, calib, text):
+    base = perplexity(stories, text, seq_len=256).ppl
+    r = {}
+    for name, cfg in [("rtn", lb.RTNConfig(bits=3, group_size=32)), ("gptq", lb.GPTQConfig(bits=3, group_size=32)),
+                      ("gptq-par", lb.GPTQConfig(bits=3, group_size=32, true_sequential=False))]:
+        qm = lb.quantize_model(stories, cfg, calib, progress=False)
+        r[name] = (qm, perplexity(qm, text, seq_len=256).ppl)
+    assert base < r["gptq"][1] < r["rtn"][1] and r["gptq-par"][1] < r["rtn"][1]
+    o = "model.layers.2.self_attn.o_proj.weight"
+    assert not same(r["gptq"][0].weights[o], r["gptq-par"][0].weights[o])  # different captured inputs
+    stats = r["gptq"][0].quantization["layers"]
+    assert all(s["objective"] <= s["objective_rtn"] * 1.0001 for s in stats)
+
+
+def test_per_layer_overrides_and_skip(stories, calib):
+    q = lb.quantize_model(stories, lb.RTNConfig(bits=4, group_size=32), calib, progress=False,
+                          per_layer={r"layers\.0\.": None, r"mlp\.down": lb.GPTQConfig(bits=3, group_size=32)},
+                          skip=("lm_head", "embed", "v_proj"))
+    w = q.weights
+    assert isinstance(w["model.layers.0.mlp.up_proj.weight"], np.ndarray)
+    assert isinstance(w["model.layers.1.self_attn.v_proj.weight"], np.ndarray)
+    assert w["model.layers.1.mlp.up_proj.weight"].format == "int4"
+    assert w["model.layers.1.mlp.down_proj.weight"].config == lb.GPTQConfig(bits=3, group_size=32)
+    assert "model.layers.1.mlp.down_proj" in q.quantization["per_layer"]
+
+
+def test_bad_input(stories, calib):
+    with pytest.raises(ValueError, match="calibration"):
+        lb.quantize_model(stories, lb.GPTQConfig(), None, progress=False)
+    with pytest.raises(NotImplementedError, match="awq"):
+        lb.quantize_model(stories, lb.AWQConfig(), calib, progress=False)
+    with pytest.raises(TypeError, match="QuantConfig"):
+        lb.quantize_model(stories, {"bits": 4}, calib, progress=False)
+    with pytest.raises(ValueError, match="regular expression"):
+        lb.quantize_model(stories, lb.RTNConfig(), per_layer={"(": None}, progress=False)
+    with pytest.raises(ValueError, match="resume"):
+        lb.quantize_model(stories, lb.RTNConfig(), resume=True, progress=False)
+
+
+def test_float16_activations_stay_close(stories, calib, text):
+    a = lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32), calib, progress=False)
+    b = lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32), calib, progress=False,
+                          activation_dtype="float16")
+    pa, pb = perplexity(a, text, seq_len=256).ppl, perplexity(b, text, seq_len=256).ppl
+    # fp16 rounding of the inputs perturbs the Hessian a little; with 512 calibration tokens
+    # GPTQ's result moves by ~1% (4-bit RTN is 5% above these)
+    assert abs(pa - pb) / pa < 0.03
+
+
+def test_save_and_resume_after_interrupt(stories, calib, tmp_path, monkeypatch):
+    cfg = lb.GPTQConfig(bits=4, group_size=32)
+    out = tmp_path / "q"
+    full = lb.quantize_model(stories, cfg, calib, progress=False, out=out)
+    loaded = load_model(out)
+    toks = calib.tokens[0][:20]
+    assert np.array_equal(loaded.forward(toks), full.forward(toks))
+    assert loaded.quantization["calibration"]["tokens_sha256"] == calib.provenance["tokens_sha256"]
+    assert not (tmp_path / "q.partial").exists()
+
+    import lowbit.pipeline as pl
+    real = pl.quantize
+    calls = {"n": 0}
+
+    def flaky(W, config, **stats):
+        calls["n"] += 1
+        if calls["n"] == 9:  # inside block 2 (q/k/v, o, gate/up, down = 4 solves per block)
+            raise KeyboardInterrupt
+        return real(W, config, **stats)
+
+    out2 = tmp_path / "r"
+    monkeypatch.setattr(pl, "quantize", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        lb.quantize_model(stories, cfg, calib, progress=False, out=out2)
+    assert not out2.exists() and (tmp_path / "r.partial" / "block-0001").is_dir()
+    monkeypatch.setattr(pl, "quantize", real)
+    resumed = lb.quantize_model(stories, cfg, calib, progress=False, out=out2, resume=True)
+    for n in stories.linear_names()[:-1]:
+        assert same(resumed.weights[n + ".weight"], full.weights[n + ".weight"]), n
+    assert out2.is_dir() and not (tmp_path / "r.partial").exists()
+    other = lb.data.calibration(stories, n_samples=1, seq_len=16)
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(pl, "quantize", flaky)
+        calls["n"] = 0
+        lb.quantize_model(stories, cfg, calib, progress=False, out=tmp_path / "s")
+    monkeypatch.setattr(pl, "quantize", real)
+    with pytest.raises(ValueError, match="different run"):
+        lb.quantize_model(stories, cfg, other, progress=False, out=tmp_path / "s", resume=True)
