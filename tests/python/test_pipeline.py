@@ -163,3 +163,28 @@ def test_save_and_resume_after_interrupt(stories, calib, tmp_path, monkeypatch):
     monkeypatch.setattr(pl, "quantize", real)
     with pytest.raises(ValueError, match="different run"):
         lb.quantize_model(stories, cfg, other, progress=False, out=tmp_path / "s", resume=True)
+
+
+def test_cli_quantize_and_compare(shared_data_module, tmp_path, capsys):
+    import json
+
+    from lowbit.cli import main
+
+    model = str(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    story = str(shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt")
+    out = tmp_path / "q"
+    assert main(["quantize", model, "--method", "gptq", "--bits", "4", "--group-size", "32", "--calib", story,
+                 "--n-samples", "4", "--seq-len", "64", "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert len(info["layers"]) == 35 and info["calibration"]["n_samples"] == 4
+    assert load_model(out).weights["model.layers.0.mlp.up_proj.weight"].format == "int4"
+    md = tmp_path / "t.md"
+    assert main(["compare", model, "--methods", "rtn,gptq", "--bits", "4", "--group-size", "32", "--text", story,
+                 "--calib", story, "--n-samples", "4", "--seq-len", "64", "--eval-seq-len", "128",
+                 "--max-windows", "2", "--no-speed", "--markdown", str(md), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in rows] == ["reference", "rtn", "gptq"]
+    assert rows[0]["kld_mean"] == 0 and all(r["kld_mean"] > 0 for r in rows[1:])
+    assert md.read_text().startswith("| method | bits |")
+    assert main(["compare", model, "--methods", "awq", "--bits", "4", "--text", story]) == 2
+    assert "not implemented" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""Compare quantization configurations on one model: quality (ppl, Δppl, KL divergence, top-1
+agreement against the unquantized model), size and speed, as one table.
+
+The reference model is evaluated once; its final hidden states per window are cached, so each
+configuration costs one forward pass of the quantized model plus the reference's head.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import QuantConfig
+from .data import Calibration
+from .evaluate import kl_divergence, perplexity, speed
+from .models.llama import LlamaModel
+from .pipeline import quantize_model
+from .quantize import method_statistics
+from .tensor import QuantizedTensor
+
+__all__ = ["COMPARE_COLUMNS", "compare", "to_markdown", "to_csv", "plot"]
+
+COMPARE_COLUMNS = [
+    ("method", "method", None), ("bits", "bits", None), ("group_size", "group", None),
+    ("bits_per_weight", "bits/w", ".3f"), ("size_mb", "size MB", ".1f"), ("ppl", "ppl", ".3f"),
+    ("delta_ppl", "Δppl", "+.3f"), ("kld_mean", "KLD", ".4f"), ("top1_agreement", "top-1 %", ".2f"),
+    ("quantize_s", "quant s", ".1f"), ("decode_tok_s", "decode tok/s", ".1f"),
+]
+
+
+def _label(cfg: QuantConfig) -> str:
+    extra = []
+    if getattr(cfg, "desc_act", False):
+        extra.append("act-order")
+    if getattr(cfg, "sym", True) is False:
+        extra.append("asym")
+    return cfg.quant_method + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _linear_bits(model: LlamaModel) -> float:
+    qs = [w for w in model.weights.values() if isinstance(w, QuantizedTensor)]
+    if not qs:
+        return 32.0
+    return 8.0 * sum(q.nbytes for q in qs) / sum(q.shape[0] * q.shape[1] for q in qs)
+
+
+def compare(model: LlamaModel, configs: Sequence[QuantConfig], text: str | Sequence[int], *,
+            calibration: Calibration | None = None, seq_len: int | None = None, max_windows: int | None = None,
+            protocol: str = "gptq", measure_speed: bool = True, progress: bool = True,
+            on_row: Any = None) -> list[dict[str, Any]]:
+    """One row for the unquantized model, then one per config (quantized with
+    :func:`~lowbit.quantize_model`, evaluated on the same windows). ``on_row(row)`` is called as
+    each row is ready (for live printing)."""
+    rows: list[dict[str, Any]] = []
+    ref_cache: dict[Any, np.ndarray] = {}
+    t0 = time.perf_counter()
+    base = perplexity(model, text, seq_len=seq_len, protocol=protocol, max_windows=max_windows, progress=progress)
+    row = {"method": "reference", "bits": None, "group_size": None, "bits_per_weight": _linear_bits(model),
+           "size_mb": model.nbytes / 1e6, "ppl": base.ppl, "delta_ppl": 0.0, "kld_mean": 0.0, "kld_p99": 0.0,
+           "top1_agreement": 100.0, "quantize_s": 0.0, "eval_s": time.perf_counter() - t0,
+           "n_scored": base.n_scored, "seq_len": base.seq_len}
+    if measure_speed:
+        row["decode_tok_s"] = speed(model, prompt_tokens=32, new_tokens=16, repeats=1)["decode_tokens_per_s"]
+    rows.append(row)
+    if on_row:
+        on_row(row)
+    for cfg in configs:
+        calib = calibration if method_statistics(cfg) else None
+        t0 = time.perf_counter()
+        q = quantize_model(model, cfg, calib, progress=progress)
+        qs = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        k = kl_divergence(q, model, text, seq_len=base.seq_len, protocol=protocol, max_windows=max_windows,
+                          progress=progress, ref_cache=ref_cache)
+        row = {"method": _label(cfg), "bits": getattr(cfg, "bits", None), "group_size": getattr(cfg, "group_size", None),
+               "bits_per_weight": _linear_bits(q), "size_mb": q.nbytes / 1e6, "ppl": k.ppl, "delta_ppl": k.ppl - base.ppl,
+               "kld_mean": k.kld_mean, "kld_p99": k.kld_p99, "top1_agreement": 100 * k.top1_agreement,
+               "quantize_s": qs, "eval_s": time.perf_counter() - t0, "n_scored": k.n_scored, "seq_len": k.seq_len,
+               "peak_memory_mb": q.quantization.get("peak_memory_mb"), "config": cfg.to_dict()}
+        if measure_speed:
+            row["decode_tok_s"] = speed(q, prompt_tokens=32, new_tokens=16, repeats=1)["decode_tokens_per_s"]
+        rows.append(row)
+        if on_row:
+            on_row(row)
+        del q
+    return rows
+
+
+def _fmt(v: Any, spec: str | None) -> str:
+    if v is None:
+        return "-"
+    return format(v, spec) if spec else str(v)
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str | None]] = COMPARE_COLUMNS) -> str:
+    cols = [c for c in columns if any(c[0] in r for r in rows)]
+    out = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    keys = [k for k, _, _ in COMPARE_COLUMNS] + ["kld_p99", "eval_s", "n_scored", "seq_len", "peak_memory_mb"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def plot(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """ppl against bits/weight per method (needs matplotlib: pip install 'lowbit[notebooks]')."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install matplotlib") from e
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ref = [r for r in rows if r["method"] == "reference"]
+    for m in sorted({r["method"] for r in rows} - {"reference"}):
+        pts = sorted((r["bits_per_weight"], r["ppl"]) for r in rows if r["method"] == m)
+        ax.plot(*zip(*pts), marker="o", label=m)
+    if ref:
+        ax.axhline(ref[0]["ppl"], color="gray", linestyle="--", label="reference")
+    ax.set_xlabel("bits per weight (incl. scales and zeros)")
+    ax.set_ylabel("perplexity")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
