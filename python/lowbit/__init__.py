@@ -32,6 +32,7 @@ from .models import LlamaModel, load_model
 from .numerics import bf16_bits, fp16_bits, from_bf16_bits, from_fp16_bits
 from .quantize import available_methods, quantize
 from .pipeline import quantize_model
+from . import compare, tables  # noqa: E402  (compare needs quantize_model)
 from .statistics import HessianAccumulator
 from .system import cpu_info, force_isa, get_num_threads, set_num_threads
 from .tensor import QuantizedTensor
@@ -62,6 +63,7 @@ __all__ = [
     "from_bf16_bits",
     "from_fp16_bits",
     "get_num_threads",
+    "compare",
     "data",
     "evaluate",
     "load_config",
@@ -72,4 +74,5 @@ __all__ = [
     "quantize_model",
     "registered_configs",
     "set_num_threads",
+    "tables",
 ]

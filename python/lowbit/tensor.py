@@ -119,7 +119,11 @@ class QuantizedTensor:
                             f"{x.dtype} ndim {x.ndim}")
         if x.shape[-1] != self.shape[1]:
             raise ValueError(f"x.shape[-1] must equal in_features={self.shape[1]}, got x.shape={x.shape}")
-        return np.asarray(x, dtype=np.float32) @ self.dequantize().T
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        # lowbit's own GEMM (OpenMP), not NumPy's BLAS: two busy-waiting thread pools in one
+        # process slow each other down badly on a small machine
+        y = _core.linear(x32.reshape(-1, self.shape[1]), self.dequantize(), None)
+        return y.reshape(*x32.shape[:-1], self.shape[0])
 
     def __rmatmul__(self, x: npt.ArrayLike) -> np.ndarray:
         return self.matmul(x)
