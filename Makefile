@@ -30,6 +30,7 @@ bench-gptq: setup
 # A whole model (SmolLM2-135M GGUF) in lowbit vs llama.cpp. llama-cpp-python compiles llama.cpp
 # from source the first time (minutes); pip caches the wheel.
 bench-e2e: setup
+	./build/bench/bench_ops --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 	$(PY) -m pip install -q llama-cpp-python
 	$(RUN) bench/bench_e2e.py
 

@@ -24,6 +24,8 @@ inline std::string shape_str(const py::array& a) {
   return s + ")";
 }
 
+// str(a.dtype): a Python-level call (~10 us): for error messages only (the helpers below
+// call describe() / dtype_str() when they throw, never on the way to a successful call).
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
 inline std::string describe(const py::array& a) {
@@ -54,6 +56,20 @@ bool has_dtype(const py::array& a) {
   return a.dtype().equal(py::dtype::of<T>());
 }
 
+// Whether dt is ml_dtypes' bfloat16, a NumPy user dtype known by its name only. str(dtype) is
+// a Python-level call (~10 us, and linear runs hundreds of times per token), so once a
+// bfloat16 has been seen its scalar type is remembered (a reference kept for the process) and
+// later calls compare that pointer. Other 2-byte non-float dtypes (errors) still ask the name.
+inline bool is_bfloat16(const py::dtype& dt) {
+  if (dt.itemsize() != 2 || dt.kind() == 'f') return false;
+  static PyObject* bf16_type = nullptr;  // guarded by the GIL
+  const py::object type = dt.attr("type");
+  if (bf16_type != nullptr && type.ptr() == bf16_type) return true;
+  if (py::str(dt).cast<std::string>() != "bfloat16") return false;
+  if (bf16_type == nullptr) bf16_type = type.inc_ref().ptr();
+  return true;
+}
+
 // A 2-D float matrix read in place (float32 / float16 / ml_dtypes.bfloat16, any strides);
 // float64 is converted to float32 (the copy is kept alive in `holder`).
 struct MatrixArg {
@@ -64,7 +80,6 @@ struct MatrixArg {
 inline MatrixArg matrix_arg(const py::handle& obj, const char* name) {
   py::array a = as_array(obj, name);
   const py::dtype dt = a.dtype();
-  const std::string dname = dtype_str(a);
   DType kind;
   if ((dt.kind() == 'f' && dt.itemsize() == 8) || (dt.kind() == 'f' && !dt.attr("isnative").cast<bool>())) {
     // float64, or a float in non-native byte order: a native float32 copy
@@ -74,7 +89,7 @@ inline MatrixArg matrix_arg(const py::handle& obj, const char* name) {
     kind = DType::F32;
   } else if (dt.kind() == 'f' && dt.itemsize() == 2) {
     kind = DType::F16;
-  } else if (dname == "bfloat16" && dt.itemsize() == 2) {
+  } else if (is_bfloat16(dt)) {
     kind = DType::BF16;
   } else {
     throw TypeMismatch(str_cat(name, " must be a floating-point array (float32, float16, bfloat16 or float64), got ",

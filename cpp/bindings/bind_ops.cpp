@@ -121,8 +121,10 @@ q: float32 [T, n_heads, head_dim]; k, v: float32 [S, n_kv_heads, head_dim] (read
 the last axis is contiguous, e.g. cache[:S] of a preallocated KV cache; copied otherwise).
 Query t is at position q_offset + t and attends to keys 0..q_offset+t; query head h uses kv
 head h // (n_heads // n_kv_heads). Scores are scale * q.k, softmax with the max subtracted.
-Requires 0 <= q_offset, q_offset + T <= S, n_heads % n_kv_heads == 0.
-Returns float32 [T, n_heads * head_dim]. NaN/inf propagate.)doc");
+float32 GEMMs over tiles of queries and blocks of keys (online softmax): the same bits for any
+thread count; one query decoded alone may differ from its row of a batched call in the last
+bits. Requires 0 <= q_offset, q_offset + T <= S, n_heads % n_kv_heads == 0.
+Returns float32 [T, n_heads * head_dim]. NaN/inf propagate (to the queries that see them).)doc");
 
   m.def(
       "silu_mul",

@@ -49,7 +49,12 @@ struct KvView {
 // out: [T, n_heads * head_dim] contiguous. Query t sits at position p = q_offset + t and
 // attends to keys 0..p; query head h reads kv head h / (n_heads / n_kv_heads):
 //   w_j = softmax_j(scale * q[t, h] . k[j, g]),  out[t, h*hd:(h+1)*hd] = sum_j w_j v[j, g].
-// float32 scores and sums (max-subtracted exponentials; the normaliser summed in double).
+// Computed in float32 as tiles of queries x blocks of keys (GEMMs of the active ISA) with an
+// online softmax: exponentials of scores minus the running row maximum (never above 1, so
+// nothing overflows; below e^-87 of the maximum they are 0). Keys past a query's position are
+// never read for it (a NaN there does not reach it). Tile and key-block sizes depend on the
+// shapes only, so results are the same bits for any thread count, but a query's result may
+// differ in the last bits between calls with different T (decode vs a batched prefill).
 // Requires q_offset >= 0, q_offset + T <= S, n_heads % n_kv_heads == 0.
 struct AttentionArgs {
   const float* q = nullptr;
@@ -101,5 +106,20 @@ const LinearKernels& linear_kernels(Isa isa);  // a specific one (tests); Unsupp
 namespace scalar { extern const LinearKernels kLinearKernels; }
 namespace avx2 { extern const LinearKernels kLinearKernels; }
 namespace avx512 { extern const LinearKernels kLinearKernels; }
+
+// The per-ISA inner kernel of attention (kernels/<isa>/attention.cpp).
+struct AttentionKernels {
+  // One tile: the n_q queries t0..t0+n_q-1 of the query heads that share kv head g, over all
+  // the keys they see in blocks of key_block (absolute positions 0, key_block, ...); writes
+  // those rows' [head_dim] slices of out. The arguments are valid (attention() checked them).
+  void (*tile)(const AttentionArgs& a, i64 g, i64 t0, i64 n_q, i64 key_block, float* out);
+};
+
+const AttentionKernels& attention_kernels();         // active ISA
+const AttentionKernels& attention_kernels(Isa isa);  // a specific one (tests); Unsupported if absent
+
+namespace scalar { extern const AttentionKernels kAttentionKernels; }
+namespace avx2 { extern const AttentionKernels kAttentionKernels; }
+namespace avx512 { extern const AttentionKernels kAttentionKernels; }
 
 }  // namespace lowbit
