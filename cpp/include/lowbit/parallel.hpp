@@ -23,6 +23,12 @@ void set_num_threads(int n);
 // `min_items_per_thread` (small problems run on one thread).
 int threads_for(i64 n, i64 min_items_per_thread);
 
+// Rows per thread for a loop over rows of `row_elems` cheap elements: below ~16K elements per
+// thread, waking a second thread costs more than it saves (and on a loaded machine far more).
+inline i64 min_rows_per_thread(i64 row_elems, i64 min_elems = 16384) {
+  return row_elems >= min_elems ? 1 : min_elems / (row_elems > 0 ? row_elems : 1);
+}
+
 namespace detail {
 // Runs loop items inside an OpenMP region: keeps the first exception, skips the rest.
 class ErrorSink {

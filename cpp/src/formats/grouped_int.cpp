@@ -118,7 +118,7 @@ void dequantize_grouped(const GroupedIntConstView& q, float* out) {
           }
         }
       },
-      16);
+      min_rows_per_thread(s.cols));
 }
 
 namespace formats {

@@ -28,7 +28,6 @@ double log_sum_exp_shifted(const float* r, i64 V, double m) {
   return std::log(s);
 }
 
-constexpr i64 kRowsPerThread = 1;  // a row of a vocabulary-sized softmax is plenty of work
 
 }  // namespace
 
@@ -44,7 +43,7 @@ void token_logprobs(const float* logits, i64 T, i64 V, const std::int64_t* targe
         const double m = r[row_argmax(r, V)];
         out[t] = (static_cast<double>(r[targets[t]]) - m) - log_sum_exp_shifted(r, V, m);
       },
-      kRowsPerThread);
+      min_rows_per_thread(V, 4096));
 }
 
 void kl_divergence(const float* ref_logits, const float* logits, i64 T, i64 V, double* kld,
@@ -80,7 +79,7 @@ void kl_divergence(const float* ref_logits, const float* logits, i64 T, i64 V, d
         }
         kld[t] = (std::isnan(lr) || std::isnan(ll)) ? NAN : acc / sr;
       },
-      kRowsPerThread);
+      min_rows_per_thread(V, 4096));
 }
 
 }  // namespace lowbit

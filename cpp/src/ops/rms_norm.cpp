@@ -21,7 +21,7 @@ void rms_norm(const float* x, i64 M, i64 D, const float* weight, float eps, floa
         const float r = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var + eps)));
         for (i64 d = 0; d < D; ++d) yr[d] = (xr[d] * r) * weight[d];
       },
-      16);
+      min_rows_per_thread(D));
 }
 
 }  // namespace lowbit

@@ -38,7 +38,7 @@ void rope_inplace(float* x, i64 T, i64 H, i64 head_dim, const std::int64_t* posi
           }
         }
       },
-      8);
+      min_rows_per_thread(H * head_dim));
 }
 
 }  // namespace lowbit
