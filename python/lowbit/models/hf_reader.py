@@ -123,7 +123,7 @@ def read_safetensors(path: str | os.PathLike[str], *, keep: Callable[[str], bool
     return arrays, dtypes, skipped
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
@@ -138,7 +138,7 @@ def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     single = folder / "model.safetensors"
     if index.is_file():
-        wm = _load_json(index).get("weight_map")
+        wm = read_json_object(index).get("weight_map")
         if not isinstance(wm, dict) or not wm:
             raise ValueError(f"{index}: no 'weight_map'")
         files = []
@@ -187,9 +187,9 @@ def _normalize_config(raw: Mapping[str, Any]) -> dict[str, Any]:
 def _special_ids(folder: Path, cfg: dict[str, Any], tok: Any) -> None:
     """bos/eos ids: config.json, else generation_config.json, else tokenizer_config.json tokens."""
     gen = folder / "generation_config.json"
-    gen_cfg = _load_json(gen) if gen.is_file() else {}
+    gen_cfg = read_json_object(gen) if gen.is_file() else {}
     tc = folder / "tokenizer_config.json"
-    tok_cfg = _load_json(tc) if tc.is_file() else {}
+    tok_cfg = read_json_object(tc) if tc.is_file() else {}
     for key in ("bos_token_id", "eos_token_id"):
         if cfg.get(key) is None and gen_cfg.get(key) is not None:
             cfg[key] = gen_cfg[key]
@@ -219,7 +219,7 @@ def read_hf_folder(path: str | os.PathLike[str]) -> ModelFiles:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: a Hugging Face model folder needs a config.json")
-    raw_cfg = _load_json(cfg_path)
+    raw_cfg = read_json_object(cfg_path)
     mt = raw_cfg.get("model_type")
     if mt not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"{cfg_path}: model_type {mt!r} is not supported; supported: "

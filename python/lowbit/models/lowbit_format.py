@@ -69,6 +69,7 @@ import numpy as np
 from .. import _core
 from ..config import load_config
 from ..tensor import QuantizedTensor
+from .hf_reader import read_json_object
 from .model_files import ModelFiles
 from .tokenizer import Tokenizer
 
@@ -381,17 +382,6 @@ def _read_tokenizer(folder: Path, desc: Mapping[str, Any] | None, cfg: Mapping[s
 
 # ---------------------------------------------------------------------------------- reading
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return d
-
-
 def _is_lowbit_config(cfg: Mapping[str, Any]) -> bool:
     qc = cfg.get("quantization_config")
     return (isinstance(qc, Mapping) and qc.get("quant_method") == QUANT_METHOD) or isinstance(cfg.get(_MARKER), Mapping)
@@ -404,7 +394,7 @@ def is_lowbit_folder(path: str | os.PathLike[str]) -> bool:
     if not p.is_file():
         return False
     try:
-        return _is_lowbit_config(_load_json(p))
+        return _is_lowbit_config(read_json_object(p))
     except ValueError:
         return False
 
@@ -412,7 +402,7 @@ def is_lowbit_folder(path: str | os.PathLike[str]) -> bool:
 def _shard_files(folder: Path) -> list[Path]:
     index = folder / _INDEX
     if index.is_file():
-        wm = _load_json(index).get("weight_map")
+        wm = read_json_object(index).get("weight_map")
         if not isinstance(wm, dict) or not wm:
             raise ValueError(f"{index}: no 'weight_map'")
         names = list(dict.fromkeys(wm.values()))
@@ -470,7 +460,7 @@ def read_lowbit_folder(path: str | os.PathLike[str]) -> ModelFiles:
     cfg_path = folder / _CONFIG
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: a lowbit model folder needs a config.json")
-    cfg = _load_json(cfg_path)
+    cfg = read_json_object(cfg_path)
     if not _is_lowbit_config(cfg):
         raise ValueError(f"{cfg_path}: not a lowbit folder (no quantization_config with quant_method "
                          f"'lowbit' and no 'lowbit' entry)")
