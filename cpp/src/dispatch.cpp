@@ -7,6 +7,7 @@
 #include "lowbit/common.hpp"
 #include "lowbit/kernels.hpp"
 #include "lowbit/linalg.hpp"
+#include "lowbit/ops.hpp"
 
 namespace lowbit {
 
@@ -61,6 +62,12 @@ const GridKernels& grid_kernels(Isa isa) {
 const LinalgKernels& linalg_kernels(Isa isa) {
   return pick(isa, scalar::kLinalgKernels, avx2::kLinalgKernels, avx512::kLinalgKernels);
 }
+const LinearKernels& linear_kernels(Isa isa) {
+  return pick(isa, scalar::kLinearKernels, avx2::kLinearKernels, avx512::kLinearKernels);
+}
+const AttentionKernels& attention_kernels(Isa isa) {
+  return pick(isa, scalar::kAttentionKernels, avx2::kAttentionKernels, avx512::kAttentionKernels);
+}
 #else  // only the scalar tables exist; isa_supported() rejects the others
 const GridKernels& grid_kernels(Isa isa) {
   return pick(isa, scalar::kGridKernels, scalar::kGridKernels, scalar::kGridKernels);
@@ -68,10 +75,20 @@ const GridKernels& grid_kernels(Isa isa) {
 const LinalgKernels& linalg_kernels(Isa isa) {
   return pick(isa, scalar::kLinalgKernels, scalar::kLinalgKernels, scalar::kLinalgKernels);
 }
+const LinearKernels& linear_kernels(Isa isa) {
+  return pick(isa, scalar::kLinearKernels, scalar::kLinearKernels, scalar::kLinearKernels);
+}
+const AttentionKernels& attention_kernels(Isa isa) {
+  return pick(isa, scalar::kAttentionKernels, scalar::kAttentionKernels, scalar::kAttentionKernels);
+}
 #endif
 
 const GridKernels& grid_kernels() { return grid_kernels(active_isa()); }
 
 const LinalgKernels& linalg_kernels() { return linalg_kernels(active_isa()); }
+
+const LinearKernels& linear_kernels() { return linear_kernels(active_isa()); }
+
+const AttentionKernels& attention_kernels() { return attention_kernels(active_isa()); }
 
 }  // namespace lowbit

@@ -9,22 +9,6 @@
 
 namespace lowbit {
 
-const AttentionKernels& attention_kernels(Isa isa) {
-  if (!isa_supported(isa))
-    throw Unsupported(str_cat("no '", isa_name(isa), "' attention kernels on this CPU/build"));
-#ifdef LOWBIT_HAVE_X86_KERNELS
-  switch (isa) {
-    case Isa::Avx512: return avx512::kAttentionKernels;
-    case Isa::Avx2: return avx2::kAttentionKernels;
-    default: return scalar::kAttentionKernels;
-  }
-#else
-  return scalar::kAttentionKernels;
-#endif
-}
-
-const AttentionKernels& attention_kernels() { return attention_kernels(active_isa()); }
-
 namespace {
 
 // Tile and block sizes depend on the shapes only (never on the thread count), so every output

@@ -9,22 +9,6 @@
 
 namespace lowbit {
 
-const LinearKernels& linear_kernels(Isa isa) {
-  if (!isa_supported(isa))
-    throw Unsupported(str_cat("no '", isa_name(isa), "' linear kernels on this CPU/build"));
-#ifdef LOWBIT_HAVE_X86_KERNELS
-  switch (isa) {
-    case Isa::Avx512: return avx512::kLinearKernels;
-    case Isa::Avx2: return avx2::kLinearKernels;
-    default: return scalar::kLinearKernels;
-  }
-#else
-  return scalar::kLinearKernels;
-#endif
-}
-
-const LinearKernels& linear_kernels() { return linear_kernels(active_isa()); }
-
 namespace {
 
 // Block sizes depend on the problem only (never on the thread count), so every output is
