@@ -32,7 +32,7 @@ py::array_t<std::uint16_t> to_bits(const py::array_t<float, py::array::c_style |
 template <float (*Conv)(std::uint16_t)>
 py::array_t<float> from_bits(const py::handle& obj) {
   py::array a = as_array(obj, "bits");
-  if (!a.dtype().is(py::dtype::of<std::uint16_t>()) && !(a.dtype().kind() == 'f' && a.itemsize() == 2) &&
+  if (!has_dtype<std::uint16_t>(a) && !(a.dtype().kind() == 'f' && a.itemsize() == 2) &&
       py::str(a.dtype()).cast<std::string>() != "bfloat16")
     throw TypeMismatch(str_cat("bits must be a uint16 array (or a 2-byte float array), got ", describe(a)));
   py::array_t<std::uint16_t, py::array::c_style> b = py::array_t<std::uint16_t, py::array::c_style>::ensure(
