@@ -157,7 +157,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         counts[r["format"]] = counts.get(r["format"], 0) + 1
     print("formats: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
     print(format_table(rows if args.all else rows[:12], [("name", "tensor", None), ("shape", "shape", None),
-                                                          ("format", "format", None), ("MB", "MB", ".3f")]))
+                                                          ("format", "format", None), ("MB", "MB as loaded", ".3f")]))
     if not args.all and len(rows) > 12:
         print(f"... {len(rows) - 12} more (--all)")
     return 0
