@@ -98,7 +98,8 @@ def _sha256(data: bytes) -> str:
 def calibration(model: Any, files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None, *,
                 strings: Sequence[str] | None = None, n_samples: int = 128, seq_len: int | None = None,
                 seed: int = 0, progress: bool = False) -> Calibration:
-    """Calibration windows for ``model`` (a LlamaModel; its tokenizer is used).
+    """Calibration windows for ``model`` (a LlamaModel, whose tokenizer is used; or just a
+    :class:`~lowbit.models.Tokenizer`, which then cannot do the data-free fallback).
 
     ``files`` (one path or several) and/or ``strings`` (texts) are joined with ``"\n\n"``,
     tokenized once, and ``n_samples`` windows of ``seq_len`` tokens start at offsets drawn
@@ -107,14 +108,19 @@ def calibration(model: Any, files: str | os.PathLike[str] | Sequence[str | os.Pa
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-    L = seq_len or min(2048, model.config.max_position_embeddings)
-    if L < 2 or L > model.config.max_position_embeddings:
-        raise ValueError(f"seq_len must be in 2..{model.config.max_position_embeddings} for this model, got {L}")
+    tokenizer = getattr(model, "tokenizer", model) if hasattr(model, "config") else model
+    max_len = model.config.max_position_embeddings if hasattr(model, "config") else 1 << 30
+    L = seq_len or min(2048, max_len)
+    if L < 2 or L > max_len:
+        raise ValueError(f"seq_len must be in 2..{max_len} for this model, got {L}")
     paths = [] if files is None else [files] if isinstance(files, (str, os.PathLike)) else list(files)
     texts = [] if strings is None else [strings] if isinstance(strings, str) else list(strings)
     if not paths and not texts:
+        if not hasattr(model, "config"):
+            raise ValueError("no calibration text given: pass files/strings, or the model itself for data-free "
+                             "samples")
         return sample_from_model(model, n_samples=n_samples, seq_len=L, seed=seed, progress=progress)
-    if model.tokenizer is None:
+    if tokenizer is None:
         raise ValueError("the model has no tokenizer: build lowbit.data.Calibration from token ids instead")
     parts, sources = [], []
     for it in paths:
@@ -129,7 +135,7 @@ def calibration(model: Any, files: str | os.PathLike[str] | Sequence[str | os.Pa
             raise TypeError(f"strings must hold str, got {type(t).__name__}")
         parts.append(t)
         sources.append({"string_chars": len(t), "sha256": _sha256(t.encode())})
-    ids = np.asarray(model.tokenizer.encode("\n\n".join(parts)), dtype=np.int64)
+    ids = np.asarray(tokenizer.encode("\n\n".join(parts)), dtype=np.int64)
     if len(ids) < L:
         raise ValueError(f"the calibration text has {len(ids)} tokens, fewer than seq_len={L}")
     rng = np.random.default_rng(seed)

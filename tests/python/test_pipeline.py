@@ -43,6 +43,10 @@ def test_calibration_windows_are_seeded_slices(stories, text):
         lb.data.calibration(stories, strings=["tiny"], n_samples=1, seq_len=64)
     with pytest.raises(FileNotFoundError, match="nope"):
         lb.data.calibration(stories, "nope.txt")
+    by_tok = lb.data.calibration(stories.tokenizer, strings=[text], n_samples=5, seq_len=32, seed=3)
+    assert np.array_equal(by_tok.tokens, c.tokens)  # the design's spelling: a tokenizer is enough
+    with pytest.raises(ValueError, match="data-free"):
+        lb.data.calibration(stories.tokenizer, n_samples=1, seq_len=16)
     free = lb.data.calibration(stories, n_samples=2, seq_len=16, seed=0)
     assert free.tokens.shape == (2, 16) and free.provenance["source"] == "model-samples"
     assert np.array_equal(free.tokens, lb.data.calibration(stories, n_samples=2, seq_len=16, seed=0).tokens)
