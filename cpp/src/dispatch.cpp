@@ -55,33 +55,20 @@ const Table& pick(Isa isa, const Table& scalar_t, const Table& avx2_t, const Tab
   }
 }
 
+// A family's per-ISA tables; without x86 kernels only the scalar one exists (and
+// isa_supported() rejects the others before pick() would return it).
 #ifdef LOWBIT_HAVE_X86_KERNELS
-const GridKernels& grid_kernels(Isa isa) {
-  return pick(isa, scalar::kGridKernels, avx2::kGridKernels, avx512::kGridKernels);
-}
-const LinalgKernels& linalg_kernels(Isa isa) {
-  return pick(isa, scalar::kLinalgKernels, avx2::kLinalgKernels, avx512::kLinalgKernels);
-}
-const LinearKernels& linear_kernels(Isa isa) {
-  return pick(isa, scalar::kLinearKernels, avx2::kLinearKernels, avx512::kLinearKernels);
-}
-const AttentionKernels& attention_kernels(Isa isa) {
-  return pick(isa, scalar::kAttentionKernels, avx2::kAttentionKernels, avx512::kAttentionKernels);
-}
-#else  // only the scalar tables exist; isa_supported() rejects the others
-const GridKernels& grid_kernels(Isa isa) {
-  return pick(isa, scalar::kGridKernels, scalar::kGridKernels, scalar::kGridKernels);
-}
-const LinalgKernels& linalg_kernels(Isa isa) {
-  return pick(isa, scalar::kLinalgKernels, scalar::kLinalgKernels, scalar::kLinalgKernels);
-}
-const LinearKernels& linear_kernels(Isa isa) {
-  return pick(isa, scalar::kLinearKernels, scalar::kLinearKernels, scalar::kLinearKernels);
-}
-const AttentionKernels& attention_kernels(Isa isa) {
-  return pick(isa, scalar::kAttentionKernels, scalar::kAttentionKernels, scalar::kAttentionKernels);
-}
+#define LOWBIT_ISA_TABLES(name) scalar::name, avx2::name, avx512::name
+#else
+#define LOWBIT_ISA_TABLES(name) scalar::name, scalar::name, scalar::name
 #endif
+
+const GridKernels& grid_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kGridKernels)); }
+const LinalgKernels& linalg_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kLinalgKernels)); }
+const LinearKernels& linear_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kLinearKernels)); }
+const AttentionKernels& attention_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kAttentionKernels)); }
+
+#undef LOWBIT_ISA_TABLES
 
 const GridKernels& grid_kernels() { return grid_kernels(active_isa()); }
 

@@ -54,22 +54,20 @@ def read_eval_text(path: str | os.PathLike[str], protocol: str = "gptq") -> str:
     return eval_text(raw, protocol)
 
 
+def _shared_file(relative: str) -> Path | None:
+    d = shared_data_dir()
+    p = d / relative if d is not None else None
+    return p if p is not None and p.is_file() else None
+
+
 def wikitext2_test_path() -> Path | None:
     """WikiText-2 raw test split from the project's shared data, if present."""
-    d = shared_data_dir()
-    if d is None:
-        return None
-    p = d / "wikitext-2-raw" / "wiki.test.raw"
-    return p if p.is_file() else None
+    return _shared_file("wikitext-2-raw/wiki.test.raw")
 
 
 def wikitext2_valid_path() -> Path | None:
     """WikiText-2 validation split (the calibration text; never calibrate on test)."""
-    d = shared_data_dir()
-    if d is None:
-        return None
-    p = d / "wikitext-2" / "valid.txt"
-    return p if p.is_file() else None
+    return _shared_file("wikitext-2/valid.txt")
 
 
 @dataclass
