@@ -8,6 +8,7 @@
 #include "lowbit/format_table.hpp"
 #include "lowbit/grouped_int.hpp"
 #include "lowbit/half.hpp"
+#include "lowbit/parallel.hpp"
 
 namespace py = pybind11;
 using namespace lowbit;
@@ -132,6 +133,59 @@ void register_formats(py::module_& m) {
       py::arg("format"), py::arg("data"), py::arg("n"), py::arg("scales") = py::none(),
       py::arg("zeros") = py::none(), py::arg("group_size") = 0,
       "Reference dequantization of one row (uint8 bytes) of n elements to float32 [n].");
+
+  m.def(
+      "quantize_rows",
+      [](const std::string& fmt, const py::handle& w_o, const py::object& qw_o) {
+        const QTypeTraits& t = traits_by_name(fmt.c_str());
+        LOWBIT_CHECK(!t.needs_group_params, "quantize_rows takes self-contained formats (scales inside the "
+                     "blocks); ", t.name, " stores scales beside the codes: use a quantizer (lowbit.quantize)");
+        auto w = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(as_array(w_o, "W"));
+        LOWBIT_CHECK(w.ndim() == 2 && w.shape(0) > 0 && w.shape(1) > 0,
+                     "W must be a non-empty 2-D array (rows, n), got ", describe(w));
+        const i64 rows = w.shape(0), n = w.shape(1), rb = row_size(t.type, n);
+        py::array_t<float, py::array::c_style> qw;
+        GroupParams gp;
+        if (!qw_o.is_none()) {
+          qw = exact_array<float>(qw_o, "quant_weights", {n});
+          gp.quant_weights = qw.data();
+        }
+        py::array_t<std::uint8_t> out({rows, rb});
+        const float* src = w.data();
+        std::uint8_t* dst = out.mutable_data();
+        const GroupParams* pp = qw_o.is_none() ? nullptr : &gp;
+        {
+          py::gil_scoped_release release;
+          parallel_for(rows, [&](i64 r) { t.from_float_ref(src + r * n, dst + r * rb, n, pp); },
+                       min_rows_per_thread(n, 4096));
+        }
+        return out;
+      },
+      py::arg("format"), py::arg("W"), py::arg("quant_weights") = py::none(),
+      "Quantize float32 rows W [rows, n] into a self-contained format's bytes, uint8 [rows, row_size(n)]. "
+      "quant_weights (float32 [n]) is an optional per-column importance (GGUF imatrix).");
+  m.def(
+      "dequantize_rows",
+      [](const std::string& fmt, const py::handle& data_o, i64 n) {
+        const QTypeTraits& t = traits_by_name(fmt.c_str());
+        LOWBIT_CHECK(!t.needs_group_params, "dequantize_rows takes self-contained formats; ", t.name,
+                     " stores scales beside the codes: use dequantize_grouped");
+        LOWBIT_CHECK(n > 0, "n must be > 0, got ", n);
+        const i64 rb = row_size(t.type, n);
+        auto data = exact_array<std::uint8_t>(data_o, "data", {-1, rb});
+        const i64 rows = data.shape(0);
+        py::array_t<float> out({rows, n});
+        const std::uint8_t* src = data.data();
+        float* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          parallel_for(rows, [&](i64 r) { t.to_float_ref(src + r * rb, dst + r * n, n, nullptr); },
+                       min_rows_per_thread(n, 4096));
+        }
+        return out;
+      },
+      py::arg("format"), py::arg("data"), py::arg("n"),
+      "Dequantize rows of a self-contained format: uint8 [rows, row_size(n)] -> float32 [rows, n].");
 
   m.def("fp16_bits", &to_bits<fp32_to_fp16>, py::arg("x"),
         "float32 array -> uint16 IEEE half bits (round to nearest even; same bits as NumPy's astype(float16)).");

@@ -13,6 +13,15 @@ g_idx      int32 [in] (optional)       group of each input column (act-order); a
 =========  ==========================  ===================================================
 
 ``W_hat[r, c] = scales[r, g] * (code[r, c] - zeros[r, g])`` with ``g`` the group of column c.
+
+Other format families store other arrays. Each family is a :class:`Layout` (the arrays it
+expects, how to dequantize them), looked up by format name:
+
+* ``"grouped"``: the grouped integer formats above (``int2`` ... ``int8``);
+* ``"blocks"``: every self-contained format of the table (scales inside the blocks, GGUF
+  style): one array ``qweight`` uint8 ``[out, row_size(in)]``;
+* others (NF4 with its absmax, FP8 with its scales, ...) are registered by the module that
+  implements them with :func:`register_layout`. Layout-specific settings live in ``params``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +41,7 @@ from . import _core
 from .config import QuantConfig, load_config
 from .formats import FormatInfo, format_info
 
-__all__ = ["QuantizedTensor"]
+__all__ = ["Layout", "QuantizedTensor", "layout_of", "register_layout"]
 
 _METADATA_KEY = "lowbit"
 _FILE_VERSION = 1
@@ -53,6 +63,8 @@ class QuantizedTensor:
         sym: symmetric grid (zero point fixed at ``2^(bits-1)``).
         config: the config that produced it (None if built by hand or imported).
         stats: figures the quantizer recorded (seconds, objective, ...).
+        params: settings of the format's layout that the arrays alone do not say (JSON
+            types; e.g. a block size or a quantization axis). Empty for grouped and blocks.
     """
 
     format: str
@@ -63,6 +75,7 @@ class QuantizedTensor:
     sym: bool = True
     config: QuantConfig | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
     # numpy defers `x @ q` (and other binary ops) to our __rmatmul__ instead of converting q.
     __array_ufunc__ = None
@@ -82,8 +95,16 @@ class QuantizedTensor:
         return self.info.bits
 
     @property
+    def layout(self) -> "Layout":
+        """How this tensor's arrays are stored (see :func:`register_layout`)."""
+        return layout_of(self.format)
+
+    @property
     def n_groups(self) -> int:
-        return int(self.arrays["scales"].shape[1])
+        """Groups per row (grouped layout); blocks per row otherwise."""
+        if "scales" in self.arrays and self.arrays["scales"].ndim == 2:
+            return int(self.arrays["scales"].shape[1])
+        return -(-self.shape[1] // self.group_size)
 
     @property
     def nbytes(self) -> int:
@@ -103,9 +124,7 @@ class QuantizedTensor:
     # ---- numerics ------------------------------------------------------------------------
     def dequantize(self) -> np.ndarray:
         """float32 ``(out_features, in_features)`` reconstruction ``W_hat``."""
-        a = self.arrays
-        return _core.dequantize_grouped(a["qweight"], a["scales"], a["zeros"], self.bits, self.shape[0],
-                                        self.shape[1], self.group_size, self.per_tensor, a.get("g_idx"))
+        return self.layout.dequantize(self)
 
     def matmul(self, x: npt.ArrayLike) -> np.ndarray:
         """``x @ W_hat.T``: x float ``(..., in_features)`` -> float32 ``(..., out_features)``.
@@ -148,6 +167,7 @@ class QuantizedTensor:
             "sym": self.sym,
             "config": self.config.to_dict() if self.config is not None else None,
             "stats": _jsonable(self.stats),
+            "params": _jsonable(self.params),
             "lowbit_version": _core.__version__,
         }
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
@@ -183,39 +203,103 @@ class QuantizedTensor:
             return cls(format=meta["format"], shape=tuple(meta["shape"]), arrays=arrays,
                        group_size=meta["group_size"], per_tensor=meta["per_tensor"], sym=meta["sym"],
                        config=load_config(meta["config"]) if meta.get("config") else None,
-                       stats=meta.get("stats") or {})
+                       stats=meta.get("stats") or {}, params=meta.get("params") or {})
         except (KeyError, ValueError, TypeError) as e:
             raise ValueError(f"{path}: inconsistent lowbit tensor ({e})") from e
 
     # ---- checks --------------------------------------------------------------------------
     def _validate(self) -> None:
-        info = self.info
-        if not info.needs_group_params:
-            raise ValueError(f"QuantizedTensor holds grouped formats (int2..int8) today, got {self.format!r}")
         out, inp = self.shape
         if out <= 0 or inp <= 0:
             raise ValueError(f"shape must be positive, got {self.shape}")
         gs = self.group_size
         if not (0 < gs <= inp):
             raise ValueError(f"group_size must be in 1..{inp} (in_features), got {gs}")
-        n_groups = -(-inp // gs)
-        srows = 1 if self.per_tensor else out
-        expect = {
-            "qweight": (np.uint8, (out, (inp * info.bits + 7) // 8)),
-            "scales": (np.float32, (srows, n_groups)),
-            "zeros": (np.uint8, (srows, n_groups)),
-        }
-        if "g_idx" in self.arrays:
-            expect["g_idx"] = (np.int32, (inp,))
-        unknown = set(self.arrays) - set(expect)
+        layout = self.layout
+        expect = layout.arrays(self)
+        optional = layout.optional_arrays(self) if layout.optional_arrays else {}
+        unknown = set(self.arrays) - set(expect) - set(optional)
         if unknown:
-            raise ValueError(f"unexpected arrays {sorted(unknown)}; a {self.format} tensor has {sorted(expect)}")
-        for name, (dtype, shape) in expect.items():
+            raise ValueError(f"unexpected arrays {sorted(unknown)}; a {self.format} tensor has "
+                             f"{sorted(expect)}" + (f" (optional: {sorted(optional)})" if optional else ""))
+        for name, (dtype, shape) in {**expect, **optional}.items():
             a = self.arrays.get(name)
             if a is None:
+                if name in optional:
+                    continue
                 raise ValueError(f"missing array {name!r} ({np.dtype(dtype).name} {shape})")
             if a.dtype != dtype or a.shape != shape:
                 raise ValueError(f"{name} must be {np.dtype(dtype).name} of shape {shape}, got {a.dtype} {a.shape}")
+
+
+# ------------------------------------------------------------------------------- layouts
+_Spec = dict[str, tuple[Any, tuple[int, ...]]]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one family of formats stores a matrix in ``QuantizedTensor.arrays``.
+
+    Attributes:
+        name: the family's name (``"grouped"``, ``"blocks"``, ``"nf4"``, ...).
+        arrays: ``fn(q) -> {array name: (dtype, shape)}`` of the required arrays.
+        dequantize: ``fn(q) -> float32 (out, in)``.
+        optional_arrays: like ``arrays``, for arrays that may be absent.
+    """
+
+    name: str
+    arrays: Callable[["QuantizedTensor"], _Spec]
+    dequantize: Callable[["QuantizedTensor"], np.ndarray]
+    optional_arrays: Callable[["QuantizedTensor"], _Spec] | None = None
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def register_layout(format_names: str | tuple[str, ...], layout: Layout) -> None:
+    """Make ``layout`` the storage of the format(s) named (format-table names)."""
+    names = (format_names,) if isinstance(format_names, str) else tuple(format_names)
+    for n in names:
+        format_info(n)  # ValueError for a name not in the table
+        if n in _LAYOUTS and _LAYOUTS[n] is not layout:
+            raise ValueError(f"format {n!r} already has layout {_LAYOUTS[n].name!r}")
+        _LAYOUTS[n] = layout
+
+
+def layout_of(fmt: str) -> Layout:
+    """The layout of format ``fmt``: a registered one, else grouped or blocks by the table."""
+    if fmt in _LAYOUTS:
+        return _LAYOUTS[fmt]
+    info = format_info(fmt)
+    if info.needs_group_params:
+        return GROUPED
+    if info.is_quantized:
+        return BLOCKS
+    raise ValueError(f"format {fmt!r} is plain float storage, not a quantized format")
+
+
+def _grouped_arrays(q: "QuantizedTensor") -> _Spec:
+    out, inp = q.shape
+    srows = 1 if q.per_tensor else out
+    n_groups = -(-inp // q.group_size)
+    return {"qweight": (np.uint8, (out, (inp * q.bits + 7) // 8)),
+            "scales": (np.float32, (srows, n_groups)),
+            "zeros": (np.uint8, (srows, n_groups))}
+
+
+def _grouped_dequantize(q: "QuantizedTensor") -> np.ndarray:
+    a = q.arrays
+    return _core.dequantize_grouped(a["qweight"], a["scales"], a["zeros"], q.bits, q.shape[0], q.shape[1],
+                                    q.group_size, q.per_tensor, a.get("g_idx"))
+
+
+GROUPED = Layout("grouped", _grouped_arrays, _grouped_dequantize,
+                 optional_arrays=lambda q: {"g_idx": (np.int32, (q.shape[1],))})
+
+BLOCKS = Layout(
+    "blocks",
+    lambda q: {"qweight": (np.uint8, (q.shape[0], _core.row_size(q.format, q.shape[1])))},
+    lambda q: _core.dequantize_rows(q.format, q.arrays["qweight"], q.shape[1]))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -84,3 +84,20 @@ def test_load_errors_name_the_file(tmp_path, q):
     save_file({"x": np.zeros(3, np.float32)}, str(foreign))
     with pytest.raises(ValueError, match="without lowbit metadata"):
         lb.QuantizedTensor.load(foreign)
+
+
+def test_layout_lookup():
+    from lowbit.tensor import GROUPED, layout_of, register_layout
+    assert layout_of("int4") is GROUPED
+    with pytest.raises(ValueError, match="plain float"):
+        layout_of("f16")
+    with pytest.raises(ValueError, match="unknown format"):
+        register_layout("no_such_format", GROUPED)
+
+
+def test_unexpected_array_named():
+    W = np.random.default_rng(0).standard_normal((4, 32)).astype(np.float32)
+    q = lb.quantize(W, lb.RTNConfig(bits=4, group_size=16))
+    arrays = dict(q.arrays, extra=np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="unexpected arrays.*extra"):
+        lb.QuantizedTensor(format=q.format, shape=q.shape, arrays=arrays, group_size=16)

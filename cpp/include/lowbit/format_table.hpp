@@ -33,15 +33,18 @@ enum class QType : std::int32_t {
 
 constexpr std::int32_t kLowbitTypeIdBase = 1000;
 
-// Per-row side information of formats whose scales are stored outside the packed codes.
+// Per-row side information: the scales of formats that store them outside the packed codes,
+// and (for any format whose quantizer can use it) an importance weight per column.
 struct GroupParams {
   const float* scales = nullptr;         // [n_groups] scale of each group of this row
   const std::uint8_t* zeros = nullptr;   // [n_groups] integer zero point of each group
   i64 group_size = 0;                    // columns per group (> 0); the last may be partial
+  const float* quant_weights = nullptr;  // [n] per-column importance (GGUF imatrix); optional
 };
 
 // Reference row conversions: deterministic scalar code, the definition of the format.
-// `p` is nullptr for self-contained formats (block scales inside the bytes).
+// `p` may be nullptr for self-contained formats (block scales inside the bytes); when given to
+// one of them, only `quant_weights` is read (and only by quantizers that use an imatrix).
 using FromFloatFn = void (*)(const float* x, void* dst, i64 n, const GroupParams* p);
 using ToFloatFn = void (*)(const void* src, float* y, i64 n, const GroupParams* p);
 

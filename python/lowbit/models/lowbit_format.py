@@ -35,7 +35,7 @@ are written natively by safetensors, and read back as ``ml_dtypes.bfloat16`` vie
 ``<name>.scales``, ``<name>.zeros`` and, for act-order tensors, ``<name>.g_idx`` (the layout of
 :mod:`lowbit.tensor`), all in the same shard. Each shard's safetensors metadata has
 ``"format": "pt"`` and ``"lowbit"``: a JSON object ``{"format_version": 1, "tensors": {<name>.weight:
-{"format", "shape", "group_size", "per_tensor", "sym", "arrays", "config", "stats"}}}`` describing
+{"format", "shape", "group_size", "per_tensor", "sym", "arrays", "params", "config", "stats"}}}`` describing
 the quantized tensors of that shard — the shard is self-contained (the per-tensor ``config`` is
 what the tensor is rebuilt with; ``quantization_config`` is the model-level summary).
 The per-frequency RoPE divisors of Llama 3.1 GGUF models (``model.source["rope_freqs"]``) are
@@ -215,12 +215,13 @@ def _collect_entries(weights: Mapping[str, Any]) -> tuple[list[dict[str, Any]], 
                 raise ValueError(f"cannot save quantized tensor {name!r}: quantized weights must be named "
                                  f"'<layer>.weight'")
             base = name[: -len(".weight")]
-            arrays = {f"{base}.{k}": np.ascontiguousarray(w.arrays[k]) for k in _PIECES if k in w.arrays}
+            pieces = sorted(w.arrays, key=lambda k: (_PIECES.index(k) if k in _PIECES else len(_PIECES), k))
+            arrays = {f"{base}.{k}": np.ascontiguousarray(w.arrays[k]) for k in pieces}
             for k in arrays:
                 claim(k, name)
             desc = {"format": w.format, "shape": list(w.shape), "group_size": int(w.group_size),
                     "per_tensor": bool(w.per_tensor), "sym": bool(w.sym),
-                    "arrays": [k for k in _PIECES if k in w.arrays],
+                    "arrays": pieces, "params": _to_json(w.params, f"params of {name}"),
                     "config": w.config.to_dict() if w.config is not None else None,
                     "stats": _to_json(w.stats, f"stats of {name}")}
             quantized[name] = w
@@ -502,7 +503,8 @@ def read_lowbit_folder(path: str | os.PathLike[str]) -> ModelFiles:
             tensors[name] = QuantizedTensor(
                 format=d["format"], shape=tuple(d["shape"]), arrays=got_pieces, group_size=d["group_size"],
                 per_tensor=d["per_tensor"], sym=d["sym"],
-                config=load_config(d["config"]) if d.get("config") else None, stats=d.get("stats") or {})
+                config=load_config(d["config"]) if d.get("config") else None, stats=d.get("stats") or {},
+                params=d.get("params") or {})
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{folder}: quantized tensor {name!r} is inconsistent ({e})") from e
         dtypes[name] = d["format"]
