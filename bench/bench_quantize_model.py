@@ -1,0 +1,147 @@
+"""End-to-end GPTQ of a whole model: lowbit.quantize_model next to llm-compressor (PyTorch CPU),
+same model, same calibration tokens, same threads, same evaluation, in one run.
+
+    make bench-quantize                      (or)
+    PYTHONPATH=build/python .venv/bin/python bench/bench_quantize_model.py \
+        [--model smollm2-135m] [--n-samples 128] [--seq-len 2048] [--bits 4] [--group-size 64] [--threads 2] \
+        [--eval-windows N] [--peer-python .venv-llmc/bin/python]
+
+Steps:
+  1. load the model in lowbit and write it once as a dense Hugging Face folder (the peer's input);
+  2. draw the calibration windows (WikiText-2 train/valid text from ../shared/data, seed 0) and
+     save the token ids, so both tools see exactly the same tokens;
+  3. lowbit: quantize_model(model, GPTQConfig(bits, group_size)) — wall time, peak RSS;
+  4. the peer: bench/peer_llmcompressor_gptq.py in its own venv (llm-compressor pins an older
+     transformers) with the same settings — wall time of oneshot(), peak RSS — returning its
+     quantize-dequantized weights;
+  5. both weight sets evaluated by lowbit's runtime on the same WikiText-2 test windows
+     (GPTQ protocol, --seq-len-eval tokens), next to the unquantized model.
+Printed: seconds, x peer (peer seconds / lowbit seconds: > 1 means lowbit is faster), ppl.
+The peer venv is made by `make bench-quantize` (torch==2.13.0 CPU, llmcompressor,
+transformers<=5.17); without it the bench prints lowbit's figures alone and says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lowbit as lb
+from lowbit import data as lbdata
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def hf_folder(model: lb.LlamaModel, name: str) -> Path:
+    """A dense Hugging Face folder of ``model`` (written once, cached)."""
+    root = Path(os.environ.get("LOWBIT_CACHE", Path.home() / ".cache" / "lowbit")) / "hf" / name
+    if not (root / "config.json").is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        dense = lb.LlamaModel(config=model.config,
+                              weights={k: np.asarray(v, dtype=np.float32) for k, v in model.weights.items()},
+                              tokenizer=model.tokenizer, source=dict(model.source))
+        dense.save(root)
+    return root
+
+
+def with_weights(model: lb.LlamaModel, new: dict[str, np.ndarray]) -> lb.LlamaModel:
+    missing = [k for k in new if k not in model.weights]
+    if missing:
+        raise ValueError(f"the peer returned weights the model does not have: {missing[:3]}")
+    return lb.LlamaModel(config=model.config, weights={**model.weights, **new}, tokenizer=model.tokenizer,
+                         source=dict(model.source))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--n-samples", type=int, default=128)
+    ap.add_argument("--seq-len", type=int, default=2048, help="calibration window length")
+    ap.add_argument("--bits", type=int, default=4)
+    # 64, not the usual 128: llm-compressor refuses a group size that does not divide the row
+    # length, and SmolLM2's rows are 576 = 4.5 x 128 wide (lowbit ends such rows with a short group)
+    ap.add_argument("--group-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-windows", type=int, default=None, help="first N test windows (default: all)")
+    ap.add_argument("--seq-len-eval", type=int, default=2048)
+    ap.add_argument("--peer-python", default=os.environ.get("LOWBIT_PEER_PYTHON", ".venv-llmc/bin/python"))
+    args = ap.parse_args()
+
+    lb.set_num_threads(args.threads)
+    model = lb.load_model(args.model)
+    name = Path(str(model.source.get("path", args.model))).stem
+    calib_path = lbdata.wikitext2_valid_path()
+    test_path = lbdata.wikitext2_test_path()
+    if calib_path is None or test_path is None:
+        print("needs WikiText-2 in ../shared/data", file=sys.stderr)
+        return 2
+    calib = lbdata.calibration(model, calib_path, n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
+    test = lbdata.read_eval_text(test_path)
+    cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size)
+    print(f"model {args.model}: {model.num_parameters() / 1e6:.1f} M parameters; calibration {calib.n_samples} x "
+          f"{calib.seq_len} tokens of {calib_path.name} (seed 0); {args.threads} threads; {cfg.bits}-bit "
+          f"g{cfg.group_size} sym, damp {cfg.damp_percent}, no act-order")
+
+    def ppl(m: lb.LlamaModel) -> float:
+        return lb.evaluate.perplexity(m, test, seq_len=args.seq_len_eval, max_windows=args.eval_windows).ppl
+
+    rows = []
+    t0 = time.perf_counter()
+    qm = lb.quantize_model(model, cfg, calib, progress=sys.stderr.isatty())
+    t_lowbit = time.perf_counter() - t0
+    rss_lowbit = peak_rss_mb()
+    rows.append(("lowbit " + lb.__version__, t_lowbit, rss_lowbit, ppl(qm)))
+    del qm
+
+    peer_py = Path(args.peer_python)
+    peer_note = ""
+    if not peer_py.is_file():
+        peer_note = (f"peer skipped: no {peer_py} (make bench-quantize creates it: torch==2.13.0, llmcompressor, "
+                     f"transformers<=5.17)")
+    else:
+        folder = hf_folder(model, name)
+        with tempfile.TemporaryDirectory() as tmp:
+            ids = Path(tmp) / "calib.npy"
+            out = Path(tmp) / "peer.npz"
+            np.save(ids, calib.tokens.astype(np.int64))
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH="")
+            cmd = [str(peer_py), str(Path(__file__).with_name("peer_llmcompressor_gptq.py")), "--model", str(folder),
+                   "--calib", str(ids), "--out", str(out), "--bits", str(args.bits), "--group-size",
+                   str(args.group_size), "--threads", str(args.threads)]
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                peer_note = f"peer failed (exit {r.returncode}):\n{r.stderr[-3000:]}"
+            else:
+                z = np.load(out)
+                meta = json.loads(bytes(z["__meta__"]).decode())
+                weights = {k: z[k] for k in z.files if k != "__meta__"}
+                rows.append((meta["tool"], meta["seconds"], meta["peak_rss_mb"], ppl(with_weights(model, weights))))
+    base = ppl(model)
+
+    print()
+    print(f"{'tool':<48} {'quantize s':>10} {'x peer':>7} {'peak RSS MB':>11} {'ppl':>8}")
+    t_peer = rows[1][1] if len(rows) > 1 else None
+    for tool, secs, rss, p in rows:
+        ratio = f"{t_peer / secs:7.2f}" if t_peer else "      -"
+        print(f"{tool:<48} {secs:10.1f} {ratio} {rss:11.0f} {p:8.3f}")
+    print(f"{'unquantized':<48} {'':>10} {'':>7} {'':>11} {base:8.3f}")
+    print(f"(ppl: WikiText-2 test, {args.seq_len_eval}-token windows"
+          f"{'' if args.eval_windows is None else f', first {args.eval_windows}'}; both weight sets run in lowbit)")
+    if peer_note:
+        print(peer_note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
