@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
 
-.PHONY: setup demo test bench bench-gptq bench-e2e wheel clean
+.PHONY: setup demo test bench bench-gptq bench-e2e bench-quantize wheel clean
 
 setup:
 	bash scripts/setup.sh
@@ -33,6 +33,14 @@ bench-e2e: setup
 	./build/bench/bench_ops --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 	$(PY) -m pip install -q llama-cpp-python
 	$(RUN) bench/bench_e2e.py
+
+# Whole-model GPTQ in lowbit vs llm-compressor on PyTorch CPU. llm-compressor pins an older
+# transformers than lowbit's dev venv, so it gets its own venv (.venv-llmc), made once here.
+PEER_VENV ?= .venv-llmc
+bench-quantize: setup
+	test -x $(PEER_VENV)/bin/python || (python3 -m venv $(PEER_VENV) && \
+	  $(PEER_VENV)/bin/python -m pip install -q torch==2.13.0 llmcompressor "transformers<=5.17")
+	$(RUN) bench/bench_quantize_model.py --peer-python $(PEER_VENV)/bin/python
 
 # Build and install the wheel into a scratch venv and import it (what `pip install .` gives users).
 wheel: setup
