@@ -101,15 +101,28 @@ Int8LinearStats int8_linear(const float* X, i64 m, i64 k, const std::int8_t* CB,
     for (i64 j = 0; j < n_out; ++j)
       Wo[o * n_out + j] = f16_round(static_cast<float>(CB[o * k + outliers[j]]) * SCB[o] * kInv127);
 
-  // 4. int32 products, rescaled as bnb's int8_mm_dequant, plus bias and the outlier part
+  // 4. int32 products, rescaled as bnb's int8_mm_dequant, plus bias and the outlier part.
+  //    Operands widened to int16 once: the int16 x int16 -> int32 dot product vectorizes
+  //    (pmaddwd) on the baseline ISA, the int8 one does not. Exact either way.
+  std::vector<std::int16_t> X16(Xq.begin(), Xq.end());
   parallel_for(
       n,
       [&](i64 o) {
-        const std::int8_t* w = CB + o * k;
+        thread_local std::vector<std::int16_t> w;  // this row of CB, widened (reused across rows)
+        const bool widen = m >= 4;                 // worth the copy only when reused
+        if (widen) {
+          w.resize(static_cast<std::size_t>(k));
+          for (i64 c = 0; c < k; ++c) w[c] = CB[o * k + c];
+        }
         for (i64 r = 0; r < m; ++r) {
-          const std::int8_t* xq = Xq.data() + r * k;
+          const std::int16_t* xq = X16.data() + r * k;
           std::int32_t acc = 0;
-          for (i64 c = 0; c < k; ++c) acc += static_cast<std::int32_t>(xq[c]) * static_cast<std::int32_t>(w[c]);
+          if (widen) {
+            for (i64 c = 0; c < k; ++c) acc += static_cast<std::int32_t>(xq[c]) * static_cast<std::int32_t>(w[c]);
+          } else {
+            const std::int8_t* w8 = CB + o * k;
+            for (i64 c = 0; c < k; ++c) acc += static_cast<std::int32_t>(xq[c]) * static_cast<std::int32_t>(w8[c]);
+          }
           float v = static_cast<float>(acc) * (row_stat[r] * SCB[o]) * kInv127Sq;
           if (bias) v += bias[o];
           float extra = 0.0f;
