@@ -431,7 +431,7 @@ def bnb_lib():
 def test_live_4bit_and_nested_match_bitsandbytes(bnb_lib, quant_type, rng):
     import torch
     F = bnb_lib
-    for shape, bs in (((33, 70), 64), ((300, 77), 32), ((4, 1000), 4096), ((5, 64), 128)):
+    for shape, bs in (((33, 70), 64), ((300, 77), 32), ((4, 1000), 4096), ((5, 64), 128), ((7, 33), 64)):
         W = weights(rng, shape)
         qb, st = F.quantize_4bit(torch.from_numpy(W), blocksize=bs, quant_type=quant_type, compress_statistics=True)
         q = bnb.quantize_4bit(W, quant_type, bs, double_quant=True)
@@ -471,3 +471,31 @@ def test_live_int8_matches_bitsandbytes(bnb_lib, rng):
     W16 = q.dequantize()[:, cols.numpy()]
     bound = (np.abs(x[:, cols.numpy()]) @ np.abs(W16).T) * 2 * 2.0**-11 * 1.01 + 1e-5
     assert cols.tolist() == [5, 60] and np.all(np.abs(y - yb.numpy()) <= bound)
+
+
+@pytest.mark.parametrize("quant_type", QUANT_TYPES)
+def test_format_table_rows_agree_with_the_flat_quantizer(quant_type, rng):
+    # when a row holds whole blocks, the table's per-row reference (absmax per group in
+    # GroupParams.scales) gives the same bytes as bitsandbytes' flattened quantization
+    W = weights(rng, (6, 128))
+    q = bnb.quantize_4bit(W, quant_type, 64)
+    absmax = q.arrays["absmax"].reshape(6, 2)
+    zeros = np.zeros(2, np.uint8)
+    for r in range(6):
+        row = _core.quantize_row_ref(quant_type, W[r], absmax[r], zeros, 64)
+        assert np.array_equal(row, q.arrays["qweight"].reshape(6, 64)[r])
+        back = _core.dequantize_row_ref(quant_type, row, 128, absmax[r], zeros, 64)
+        assert np.array_equal(back, q.dequantize()[r])
+    info = lb.format_info(quant_type)
+    assert info.bits == 4 and info.bits_per_weight == 4 and info.id >= 1000 and info.needs_group_params
+
+
+def test_llm_int8_format_row(rng):
+    W = weights(rng, (3, 40))
+    q = bnb.quantize_int8(W)
+    for r in range(3):
+        scale = q.arrays["SCB"][r:r + 1]
+        row = _core.quantize_row_ref("llm_int8", W[r], scale, np.zeros(1, np.uint8), 40)
+        assert np.array_equal(row.view(np.int8), q.arrays["CB"][r])
+        assert np.array_equal(_core.dequantize_row_ref("llm_int8", row, 40, scale, np.zeros(1, np.uint8), 40),
+                              q.dequantize()[r])
