@@ -147,15 +147,26 @@ register_layout(("nf4", "fp4"), BNB_4BIT)
 
 
 # ----------------------------------------------------------------------------- LLM.int8()
-def quantize_int8(W: npt.ArrayLike, threshold: float = 6.0, config: "BnbConfig | None" = None) -> QuantizedTensor:
+def quantize_int8(W: npt.ArrayLike, threshold: float = 6.0, config: "BnbConfig | None" = None, *,
+                  round_to_float16: bool = True) -> QuantizedTensor:
     """LLM.int8() weights of ``W`` (float ``(out, in)``): CB int8 and SCB float32 per row.
 
     ``threshold`` (>= 0; 0 = no decomposition) is kept in ``params`` and used by ``x @ q``.
+    ``round_to_float16``: quantize ``float16(W)``, as bitsandbytes' Int8Params does (so the
+    codes equal those of a transformers ``load_in_8bit`` model); ValueError when a weight
+    is beyond float16's range. False: quantize the float32 values.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0 \
             or not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
     W32 = _float32_matrix(W)
+    if round_to_float16:
+        big = np.abs(W32) > np.float32(65504)
+        if big.any():
+            r, c = np.argwhere(big)[0]
+            raise ValueError(f"W[{r}, {c}] = {W32[r, c]} is beyond float16's range (bitsandbytes quantizes "
+                             f"float16 weights); pass round_to_float16=False")
+        W32 = W32.astype(np.float16).astype(np.float32)
     CB, SCB = _core.int8_rowwise_quantize(W32)
     return QuantizedTensor(format="llm_int8", shape=W32.shape, arrays={"CB": CB, "SCB": SCB},
                            group_size=W32.shape[1], sym=True, config=config,
