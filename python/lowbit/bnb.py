@@ -161,7 +161,7 @@ def quantize_int8(W: npt.ArrayLike, threshold: float = 6.0, config: "BnbConfig |
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
     W32 = _float32_matrix(W)
     if round_to_float16:
-        big = np.abs(W32) > np.float32(65504)
+        big = np.isfinite(W32) & (np.abs(W32) > np.float32(65504))  # NaN/inf: the core's error
         if big.any():
             r, c = np.argwhere(big)[0]
             raise ValueError(f"W[{r}, {c}] = {W32[r, c]} is beyond float16's range (bitsandbytes quantizes "
