@@ -131,7 +131,14 @@ Returns (q uint8 [n], absmax float32 [ceil(n/blocksize)]).)doc");
         auto absmax = exact_array<float>(absmax_o, "absmax", {(n + blocksize - 1) / blocksize});
         auto code = exact_array<float>(code_o, "code", {256});
         py::array_t<float> y(n);
-        bnb::dequantize_blockwise8(q.data(), absmax.data(), code.data(), n, blocksize, offset, y.mutable_data());
+        const std::uint8_t* qp = q.data();
+        const float* ap = absmax.data();
+        const float* cp = code.data();
+        float* yp = y.mutable_data();
+        {
+          py::gil_scoped_release release;
+          bnb::dequantize_blockwise8(qp, ap, cp, n, blocksize, offset, yp);
+        }
         return y;
       },
       py::arg("q"), py::arg("absmax"), py::arg("code"), py::arg("blocksize") = 256, py::arg("offset") = 0.0f,
@@ -146,7 +153,14 @@ Returns (q uint8 [n], absmax float32 [ceil(n/blocksize)]).)doc");
         LOWBIT_CHECK(n > 0, "absmax must be non-empty");
         py::array_t<std::uint8_t> q(n);
         py::array_t<float> absmax2((n + blocksize - 1) / blocksize);
-        float offset = bnb::double_quantize(absmax.data(), n, blocksize, q.mutable_data(), absmax2.mutable_data());
+        const float* ap = absmax.data();
+        std::uint8_t* qp = q.mutable_data();
+        float* a2p = absmax2.mutable_data();
+        float offset = 0.0f;
+        {
+          py::gil_scoped_release release;
+          offset = bnb::double_quantize(ap, n, blocksize, qp, a2p);
+        }
         return py::make_tuple(q, absmax2, offset);
       },
       py::arg("absmax"), py::arg("blocksize") = 256,
