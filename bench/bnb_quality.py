@@ -44,9 +44,9 @@ def main() -> None:
         bpw = 8 * sum(q.nbytes for q in qs) / sum(q.shape[0] * q.shape[1] for q in qs)
         ppl = lb.evaluate.perplexity(qm, text, seq_len=args.seq_len, max_windows=args.windows).ppl
         rows.append((name, bpw, ppl, secs))
-    print(f"{'format':34s} {'bits/w':>7s} {'ppl':>9s} {'quant s':>8s}")
+    print(f"{'format':40s} {'bits/w':>7s} {'ppl':>9s} {'quant s':>8s}")
     for name, bpw, ppl, secs in rows:
-        print(f"{name:34s} {bpw:7.3f} {ppl:9.3f} {secs:8.2f}")
+        print(f"{name:40s} {bpw:7.3f} {ppl:9.3f} {secs:8.2f}")
 
     W = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
     ours = []
