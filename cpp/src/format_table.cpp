@@ -44,6 +44,15 @@ std::vector<QTypeTraits> build_table() {
       grouped_row(QType::INT6, 6, "int6", "6-bit codes, per-group float32 scale + integer zero"),
       grouped_row(QType::INT7, 7, "int7", "7-bit codes, per-group float32 scale + integer zero"),
       grouped_row(QType::INT8, 8, "int8", "8-bit codes, per-group float32 scale + integer zero"),
+      {QType::NF4, "nf4", 4, 2, 1, true, true, true, kRoundTripBoundOwnTests,
+       "bitsandbytes NF4: 4-bit normal-float codes (first element in the high nibble), float32 absmax per block",
+       formats::nf4_from_float_ref, formats::nf4_to_float_ref},
+      {QType::FP4, "fp4", 4, 2, 1, true, true, true, kRoundTripBoundOwnTests,
+       "bitsandbytes FP4 (its own table, not E2M1): 4-bit codes, float32 absmax per block",
+       formats::fp4_from_float_ref, formats::fp4_to_float_ref},
+      {QType::LLM_INT8, "llm_int8", 8, 1, 1, true, true, true, kRoundTripBoundOwnTests,
+       "LLM.int8(): int8 codes round(w*127/rowmax), float32 absmax per row; outlier columns in float16",
+       formats::llm_int8_from_float_ref, formats::llm_int8_to_float_ref},
   };
   std::sort(t.begin(), t.end(), [](const QTypeTraits& a, const QTypeTraits& b) {
     return static_cast<int>(a.type) < static_cast<int>(b.type);

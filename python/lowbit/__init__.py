@@ -36,6 +36,7 @@ from . import compare, tables  # noqa: E402  (compare needs quantize_model)
 from .statistics import HessianAccumulator
 from .system import cpu_info, force_isa, get_num_threads, set_num_threads
 from .tensor import QuantizedTensor
+from . import bnb  # noqa: E402  (bitsandbytes formats: lowbit.bnb.int8_linear, ...)
 
 __version__: str = _core.__version__
 
@@ -56,6 +57,7 @@ __all__ = [
     "RTNConfig",
     "available_methods",
     "bf16_bits",
+    "bnb",
     "cpu_info",
     "force_isa",
     "format_info",

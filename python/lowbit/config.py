@@ -456,10 +456,16 @@ class BnbConfig(QuantConfig):
             32..4096.
         bnb_4bit_compute_dtype (str, default "float32"): dtype of dequantized weights in
             matmuls: "float32", "float16" or "bfloat16".
+        bnb_4bit_quant_storage (str, default "uint8"): dtype the packed 4-bit bytes are stored
+            as; lowbit writes and reads "uint8" only.
         llm_int8_threshold (float, default 6.0): activation magnitude from which an input
-            feature is an outlier, computed in floating point; > 0.
+            feature is an outlier (|x| >= threshold); >= 0, 0 = no outlier decomposition
+            (bitsandbytes' Linear8bitLt default).
         llm_int8_skip_modules (tuple[str, ...], default ()): module names left unquantized
             (a list is accepted and stored as a tuple).
+        llm_int8_has_fp16_weight (bool, default False): keep float16 weights and re-quantize
+            them every forward (bnb's training mode); lowbit stores int8 weights, so only
+            False is implemented by the quantizer.
     """
 
     quant_method: ClassVar[str] = "bitsandbytes"
@@ -469,11 +475,13 @@ class BnbConfig(QuantConfig):
     bnb_4bit_use_double_quant: bool = False
     bnb_4bit_blocksize: int = 64
     bnb_4bit_compute_dtype: str = "float32"
+    bnb_4bit_quant_storage: str = "uint8"
     llm_int8_threshold: float = 6.0
     llm_int8_skip_modules: tuple[str, ...] = ()
+    llm_int8_has_fp16_weight: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("load_in_4bit", "load_in_8bit", "bnb_4bit_use_double_quant"):
+        for name in ("load_in_4bit", "load_in_8bit", "bnb_4bit_use_double_quant", "llm_int8_has_fp16_weight"):
             self._check(_check_bool, name)
         if self.load_in_4bit == self.load_in_8bit:
             n = type(self).__name__
@@ -483,7 +491,8 @@ class BnbConfig(QuantConfig):
         self._check(_check_choice, "bnb_4bit_quant_type", ("nf4", "fp4"))
         self._check(_check_choice, "bnb_4bit_blocksize", (32, 64, 128, 256, 512, 1024, 2048, 4096))
         self._check(_check_choice, "bnb_4bit_compute_dtype", ("float32", "float16", "bfloat16"))
-        self._check(_check_float_range, "llm_int8_threshold", 0)
+        self._check(_check_choice, "bnb_4bit_quant_storage", ("uint8",))
+        self._check(_check_float_range, "llm_int8_threshold", 0, lo_incl=True)
         self._check(_check_str_tuple, "llm_int8_skip_modules")
 
 

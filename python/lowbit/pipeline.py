@@ -70,7 +70,8 @@ def resolve_layer_configs(model: LlamaModel, config: QuantConfig | None, *,
     ``skip`` lists substrings of names to leave alone (default: the embedding and lm_head;
     lm_head is never quantized by the block walk, and the embedding is not a linear).
     """
-    skip = tuple(skip)
+    # a BnbConfig names more modules to leave alone (transformers' llm_int8_skip_modules)
+    skip = tuple(skip) + tuple(getattr(config, "llm_int8_skip_modules", None) or ())
     rules = []
     for pat, cfg in (per_layer or {}).items():
         if cfg is not None and not isinstance(cfg, QuantConfig):

@@ -139,6 +139,9 @@ class QuantizedTensor:
         if x.shape[-1] != self.shape[1]:
             raise ValueError(f"x.shape[-1] must equal in_features={self.shape[1]}, got x.shape={x.shape}")
         x32 = np.ascontiguousarray(x, dtype=np.float32)
+        if self.layout.matmul is not None:  # a family with its own product (LLM.int8 ...)
+            y = self.layout.matmul(self, x32.reshape(-1, self.shape[1]))
+            return y.reshape(*x32.shape[:-1], self.shape[0])
         # lowbit's own GEMM (OpenMP), not NumPy's BLAS: two busy-waiting thread pools in one
         # process slow each other down badly on a small machine
         y = _core.linear(x32.reshape(-1, self.shape[1]), self.dequantize(), None)
@@ -245,12 +248,16 @@ class Layout:
         arrays: ``fn(q) -> {array name: (dtype, shape)}`` of the required arrays.
         dequantize: ``fn(q) -> float32 (out, in)``.
         optional_arrays: like ``arrays``, for arrays that may be absent.
+        matmul: ``fn(q, x) -> float32 (tokens, out)`` for x float32 C-contiguous
+            ``(tokens, in)``, when the family multiplies without dequantizing (LLM.int8);
+            None: dequantize, then a float32 GEMM.
     """
 
     name: str
     arrays: Callable[["QuantizedTensor"], _Spec]
     dequantize: Callable[["QuantizedTensor"], np.ndarray]
     optional_arrays: Callable[["QuantizedTensor"], _Spec] | None = None
+    matmul: Callable[["QuantizedTensor", np.ndarray], np.ndarray] | None = None
 
 
 _LAYOUTS: dict[str, Layout] = {}

@@ -40,6 +40,8 @@ def test_round_trip_every_format(name, n, rng):
     info = FORMATS[name]
     if not info.partial_block_ok and n % info.block_size:
         pytest.skip("row length must be a multiple of the block size")
+    if info.roundtrip_rel_tol == -2.0:  # kRoundTripBoundOwnTests: side info is no grouped scale
+        pytest.skip("error bound checked by the format family's own tests")
     x = rng.standard_normal(n).astype(np.float32) * 3
     assert _core.row_size(name, n) == -(-n * info.type_size // info.block_size)
     if not info.needs_group_params:

@@ -29,9 +29,19 @@ enum class QType : std::int32_t {
   INT6 = 1006,
   INT7 = 1007,
   INT8 = 1008,
+  // bitsandbytes (bnb.hpp): 4-bit codes with a float32 absmax per block stored beside them,
+  // and LLM.int8() row-wise int8 with a float32 absmax per row
+  NF4 = 1040,
+  FP4 = 1041,
+  LLM_INT8 = 1042,
 };
 
 constexpr std::int32_t kLowbitTypeIdBase = 1000;
+
+// roundtrip_rel_tol of formats whose GroupParams.scales mean something else than a grouped
+// min-max scale (NF4/FP4 absmax per block, LLM.int8 absmax per row): the generic round-trip
+// tests skip them and the family's own tests check its error bound.
+constexpr double kRoundTripBoundOwnTests = -2.0;
 
 // Per-row side information: the scales of formats that store them outside the packed codes,
 // and (for any format whose quantizer can use it) an importance weight per column.
@@ -57,7 +67,8 @@ struct QTypeTraits {
   bool is_quantized;         // false for the plain float storage types
   bool needs_group_params;   // scales/zeros stored beside the codes (GroupParams)
   bool partial_block_ok;     // a row may end inside a block (bit-stream formats)
-  double roundtrip_rel_tol;  // |x - deq(q(x))| <= tol*|x| for float formats; -1: bound is scale/2
+  double roundtrip_rel_tol;  // |x - deq(q(x))| <= tol*|x| for float formats; -1: bound is scale/2;
+                             // kRoundTripBoundOwnTests: side info is no grouped scale/zero (see below)
   const char* description;
   FromFloatFn from_float_ref;
   ToFloatFn to_float_ref;

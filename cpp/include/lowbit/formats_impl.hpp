@@ -17,4 +17,12 @@ void bf16_to_float(const void* src, float* y, i64 n, const GroupParams*);
 extern const FromFloatFn grouped_from_float_ref_table[9];
 extern const ToFloatFn grouped_to_float_ref_table[9];
 
+// bitsandbytes rows (bnb4.cpp, llm_int8.cpp): GroupParams.scales holds the absmax per group.
+void nf4_from_float_ref(const float* x, void* dst, i64 n, const GroupParams* p);
+void nf4_to_float_ref(const void* src, float* y, i64 n, const GroupParams* p);
+void fp4_from_float_ref(const float* x, void* dst, i64 n, const GroupParams* p);
+void fp4_to_float_ref(const void* src, float* y, i64 n, const GroupParams* p);
+void llm_int8_from_float_ref(const float* x, void* dst, i64 n, const GroupParams* p);
+void llm_int8_to_float_ref(const void* src, float* y, i64 n, const GroupParams* p);
+
 }  // namespace lowbit::formats
