@@ -44,6 +44,15 @@ std::vector<QTypeTraits> build_table() {
       grouped_row(QType::INT6, 6, "int6", "6-bit codes, per-group float32 scale + integer zero"),
       grouped_row(QType::INT7, 7, "int7", "7-bit codes, per-group float32 scale + integer zero"),
       grouped_row(QType::INT8, 8, "int8", "8-bit codes, per-group float32 scale + integer zero"),
+      {QType::F8_E4M3, "f8_e4m3", 8, 1, 1, false, false, true, 1.0 / 16.0,
+       "FP8 E4M3 (OCP fn: max 448, no inf), round to nearest even, saturating",
+       formats::f8_e4m3_from_float, formats::f8_e4m3_to_float},
+      {QType::F8_E5M2, "f8_e5m2", 8, 1, 1, false, false, true, 1.0 / 8.0,
+       "FP8 E5M2 (max 57344), round to nearest even, saturating", formats::f8_e5m2_from_float,
+       formats::f8_e5m2_to_float},
+      {QType::INT4_TINYGEMM, "int4_tinygemm", 4, 2, 1, true, true, true, -1.0,
+       "4-bit codes, per-group bfloat16 scale + float zero: (q - 8) * s + z (torchao int4)",
+       formats::tinygemm_from_float, formats::tinygemm_to_float},
   };
   std::sort(t.begin(), t.end(), [](const QTypeTraits& a, const QTypeTraits& b) {
     return static_cast<int>(a.type) < static_cast<int>(b.type);

@@ -29,6 +29,11 @@ enum class QType : std::int32_t {
   INT6 = 1006,
   INT7 = 1007,
   INT8 = 1008,
+  // FP8 elements (OCP E4M3 "fn" / E5M2), saturating RNE; scales beside them (fp8.hpp)
+  F8_E4M3 = 1040,
+  F8_E5M2 = 1041,
+  // torchao's int4 weight-only format with a float zero point ("tinygemm", tinygemm.hpp)
+  INT4_TINYGEMM = 1042,
 };
 
 constexpr std::int32_t kLowbitTypeIdBase = 1000;
@@ -40,6 +45,8 @@ struct GroupParams {
   const std::uint8_t* zeros = nullptr;   // [n_groups] integer zero point of each group
   i64 group_size = 0;                    // columns per group (> 0); the last may be partial
   const float* quant_weights = nullptr;  // [n] per-column importance (GGUF imatrix); optional
+  const float* float_zeros = nullptr;    // [n_groups] float zero point of each group (formats
+                                         // with float zero points, e.g. int4_tinygemm)
 };
 
 // Reference row conversions: deterministic scalar code, the definition of the format.

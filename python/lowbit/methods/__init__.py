@@ -2,5 +2,6 @@
 :func:`lowbit.quantize.register_method`."""
 
 from . import gptq, rtn
+from . import eetq, fp8, torchao
 
-__all__ = ["gptq", "rtn"]
+__all__ = ["gptq", "rtn", "eetq", "fp8", "torchao"]
