@@ -282,6 +282,8 @@ INVALID = [
     (TorchAoConfig, {"group_size": 100}, ValueError, "group_size"),
     (TorchAoConfig, {"group_size": True}, TypeError, "group_size"),
     (EetqConfig, {"weights": "int4"}, ValueError, "weights"),
+    (EetqConfig, {"weights": "INT8"}, ValueError, "weights"),
+    (EetqConfig, {"weights": 8}, TypeError, "weights"),
 ]
 
 
