@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "lowbit/format_table.hpp"
 #include "lowbit/fp8.hpp"
 #include "lowbit/half.hpp"
 #include "lowbit/int8_channel.hpp"
@@ -218,4 +219,28 @@ TEST(Tinygemm, RejectsGroupsThatDoNotDivideAndNonFinite) {
   std::vector<std::uint16_t> sc(2), zp(2);
   EXPECT_THROW(tinygemm_quantize(AnyMatrixView(w.data(), 1, 64), 32, q.data(), sc.data(), zp.data()),
                InvalidArgument);
+}
+
+TEST(Tinygemm, TableRowReadsFloatZeroPoints) {
+  // the format-table row with GroupParams::float_zeros is the layout's dequantization
+  const QTypeTraits& t = traits(QType::INT4_TINYGEMM);
+  const std::vector<float> x = test_data::uniform_data(40, 5, -1.0f, 2.0f);
+  const float scales[2] = {0.2f, 0.125f};
+  const float zeros[2] = {0.5f, 1.25f};
+  GroupParams p;
+  p.scales = scales;
+  p.group_size = 32;
+  p.float_zeros = zeros;
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(row_size(t.type, 40)));
+  std::vector<float> y(40);
+  t.from_float_ref(x.data(), bytes.data(), 40, &p);
+  t.to_float_ref(bytes.data(), y.data(), 40, &p);
+  for (int i = 0; i < 40; ++i) {
+    const int g = i / 32;
+    const float q = std::clamp(std::nearbyint((x[static_cast<std::size_t>(i)] - (zeros[g] - 8 * scales[g])) / scales[g]),
+                               0.0f, 15.0f);
+    EXPECT_EQ(y[static_cast<std::size_t>(i)], (q - 8.0f) * scales[g] + zeros[g]) << i;
+  }
+  p.float_zeros = nullptr;  // neither float nor integer zero points: a clear error
+  EXPECT_THROW(t.from_float_ref(x.data(), bytes.data(), 40, &p), InvalidArgument);
 }
