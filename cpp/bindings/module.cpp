@@ -11,6 +11,7 @@ void register_quantizers(py::module_& m);
 void register_layouts(py::module_& m);
 void register_ops(py::module_& m);
 void register_bnb(py::module_& m);
+void register_calibration_free(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lowbit's compiled core: formats, quantizers and kernels over NumPy arrays.";
@@ -33,4 +34,5 @@ PYBIND11_MODULE(_core, m) {
   register_layouts(m);
   register_ops(m);
   register_bnb(m);
+  register_calibration_free(m);
 }

@@ -53,6 +53,15 @@ std::vector<QTypeTraits> build_table() {
       {QType::LLM_INT8, "llm_int8", 8, 1, 1, true, true, true, kRoundTripBoundOwnTests,
        "LLM.int8(): int8 codes round(w*127/rowmax), float32 absmax per row; outlier columns in float16",
        formats::llm_int8_from_float_ref, formats::llm_int8_to_float_ref},
+      {QType::F8_E4M3, "f8_e4m3", 8, 1, 1, false, false, true, 1.0 / 16.0,
+       "FP8 E4M3 (OCP fn: max 448, no inf), round to nearest even, saturating",
+       formats::f8_e4m3_from_float, formats::f8_e4m3_to_float},
+      {QType::F8_E5M2, "f8_e5m2", 8, 1, 1, false, false, true, 1.0 / 8.0,
+       "FP8 E5M2 (max 57344), round to nearest even, saturating", formats::f8_e5m2_from_float,
+       formats::f8_e5m2_to_float},
+      {QType::INT4_TINYGEMM, "int4_tinygemm", 4, 2, 1, true, true, true, -1.0,
+       "4-bit codes, per-group bfloat16 scale + float zero: (q - 8) * s + z (torchao int4)",
+       formats::tinygemm_from_float, formats::tinygemm_to_float},
   };
   std::sort(t.begin(), t.end(), [](const QTypeTraits& a, const QTypeTraits& b) {
     return static_cast<int>(a.type) < static_cast<int>(b.type);

@@ -25,6 +25,8 @@ from .config import (
     QuantConfig,
     RTNConfig,
     load_config,
+    EetqConfig,
+    TorchAoConfig,
     registered_configs,
 )
 from .formats import FORMATS, FormatInfo, format_info
@@ -77,4 +79,6 @@ __all__ = [
     "registered_configs",
     "set_num_threads",
     "tables",
+    "EetqConfig",
+    "TorchAoConfig",
 ]

@@ -2,7 +2,8 @@
 
 Each method has a frozen dataclass deriving from :class:`QuantConfig`: :class:`RTNConfig`,
 :class:`GPTQConfig`, :class:`AWQConfig`, :class:`HQQConfig`, :class:`BnbConfig` (NF4/FP4/
-LLM.int8), :class:`GGUFConfig` (a ggml type or a mixture such as ``Q4_K_M``), :class:`FP8Config`.
+LLM.int8), :class:`GGUFConfig` (a ggml type or a mixture such as ``Q4_K_M``), :class:`FP8Config`,
+:class:`TorchAoConfig` (torchao int4 "tinygemm" / int8 weight-only), :class:`EetqConfig`.
 
 * Field names follow Hugging Face transformers where they overlap; ``quant_method`` is a class
   constant named as transformers names it and is written into every dict and JSON text.
@@ -35,7 +36,7 @@ from typing import Any, ClassVar, Literal, TypeVar, overload
 
 __all__ = [
     "QuantConfig", "RTNConfig", "GPTQConfig", "AWQConfig", "HQQConfig", "BnbConfig",
-    "GGUFConfig", "FP8Config", "load_config", "registered_configs",
+    "GGUFConfig", "FP8Config", "TorchAoConfig", "EetqConfig", "load_config", "registered_configs",
 ]
 
 _REGISTRY: "dict[str, type[QuantConfig]]" = {}
@@ -541,14 +542,12 @@ class GGUFConfig(QuantConfig):
         return self.type in _GGUF_MIXTURES
 
 
-def _check_block_size(cls_name: str, field: str, value: object) -> tuple[int, int] | None:
-    """None, or a pair (tuple or list) of ints >= 1, returned as a tuple."""
-    expect = "None or a pair of ints >= 1"
-    if value is None:
-        return None
+def _check_block_size(cls_name: str, field: str, value: object) -> tuple[int, int]:
+    """A pair (tuple or list) of ints >= 1, returned as a tuple."""
+    expect = "a pair of ints >= 1"
     if not isinstance(value, (tuple, list)) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise _bad_type(cls_name, field, value, "tuple[int, int] | None", expect)
+        raise _bad_type(cls_name, field, value, "tuple[int, int]", expect)
     if len(value) != 2 or min(value) < 1:
         raise _bad_value(cls_name, field, value, expect)
     return (value[0], value[1])
@@ -556,27 +555,75 @@ def _check_block_size(cls_name: str, field: str, value: object) -> tuple[int, in
 
 @dataclass(frozen=True, kw_only=True)
 class FP8Config(QuantConfig):
-    """FP8 weights (OCP E4M3 "fn" or E5M2) with float scales.
+    """FP8 weights (OCP E4M3 "fn" or E5M2) with float32 scales (transformers'
+    ``FineGrainedFP8Config``, quant_method ``"fp8"``; strategies as compressed-tensors names them).
+
+    Weights are divided by their scale ``amax / max_value`` (448 for E4M3, 57344 for E5M2) and
+    rounded to the nearest FP8 value (ties to even, saturating); ``W_hat = scale * fp8``.
 
     Args:
-        fmt (str, default "e4m3"): "e4m3" (max 448, no inf) or "e5m2" (max 57344).
-        activation_scheme (str, default "dynamic"): activation scales computed per forward
-            ("dynamic") or calibrated once ("static").
-        weight_block_size (tuple[int, int] | None, default None): None = per-channel or
-            per-tensor scales (see ``per_channel``); else (rows, cols) of one scale block,
-            e.g. (128, 128), which takes precedence over ``per_channel``.
-        per_channel (bool, default True): without blocks, one scale per output row if True,
-            one per tensor if False.
+        fmt (str, default "e4m3"): "e4m3" (max 448, no inf, 3 mantissa bits) or "e5m2" (max
+            57344, 2 mantissa bits).
+        strategy (str, default "block"): scale granularity: "tensor" (one scale), "channel" (one
+            per output row, compressed-tensors FP8_DYNAMIC / torchao / FBGEMM) or "block" (one per
+            ``weight_block_size`` tile, DeepSeek-V3 / transformers' fine-grained FP8). Edge tiles
+            may be partial when the shape is not a multiple of the block.
+        weight_block_size (tuple[int, int], default (128, 128)): (rows, cols) of one scale tile;
+            read only when ``strategy == "block"``.
+        activation_scheme (str, default "dynamic"): how activations are scaled where FP8
+            activations are used ("dynamic" per forward, or "static" calibrated); recorded for
+            export: lowbit's CPU runtime keeps activations in float32.
     """
 
     quant_method: ClassVar[str] = "fp8"
     fmt: str = "e4m3"
+    strategy: str = "block"
+    weight_block_size: tuple[int, int] = (128, 128)
     activation_scheme: str = "dynamic"
-    weight_block_size: tuple[int, int] | None = None
-    per_channel: bool = True
 
     def __post_init__(self) -> None:
         self._check(_check_choice, "fmt", ("e4m3", "e5m2"))
-        self._check(_check_choice, "activation_scheme", ("dynamic", "static"))
+        self._check(_check_choice, "strategy", ("tensor", "channel", "block"))
         self._check(_check_block_size, "weight_block_size")
-        self._check(_check_bool, "per_channel")
+        self._check(_check_choice, "activation_scheme", ("dynamic", "static"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchAoConfig(QuantConfig):
+    """torchao weight-only int4 / int8 (transformers' ``TorchAoConfig``, quant_method ``"torchao"``).
+
+    Args:
+        quant_type (str, default "int4_weight_only"):
+            "int4_weight_only": torchao's ``Int4WeightOnlyConfig`` ("tinygemm"): asymmetric 4-bit
+            codes per group of ``group_size`` input columns with a bfloat16 scale and a *float*
+            zero point, ``W = (q - 8) * scale + zero``; ``in_features`` must be a multiple of
+            ``group_size``. "int8_weight_only": ``Int8WeightOnlyConfig``: symmetric int8 with
+            one float32 scale per output channel, ``scale = amax / 127.5``.
+        group_size (int, default 128): int4 group size, one of 32, 64, 128, 256 (torchao's
+            choices); not used by int8 (per channel).
+    """
+
+    quant_method: ClassVar[str] = "torchao"
+    quant_type: str = "int4_weight_only"
+    group_size: int = 128
+
+    def __post_init__(self) -> None:
+        self._check(_check_choice, "quant_type", ("int4_weight_only", "int8_weight_only"))
+        self._check(_check_choice, "group_size", (32, 64, 128, 256))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EetqConfig(QuantConfig):
+    """EETQ int8 weight-only (transformers' ``EetqConfig``, quant_method ``"eetq"``): symmetric
+    int8 with one scale per output channel as TensorRT-LLM's ``symmetric_quantize`` computes it
+    (``scale = amax / 128``, round half away from zero, clamp to [-128, 127]).
+
+    Args:
+        weights (str, default "int8"): the only choice, as in transformers.
+    """
+
+    quant_method: ClassVar[str] = "eetq"
+    weights: str = "int8"
+
+    def __post_init__(self) -> None:
+        self._check(_check_choice, "weights", ("int8",))

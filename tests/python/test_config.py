@@ -9,12 +9,14 @@ import pytest
 from lowbit.config import (
     AWQConfig,
     BnbConfig,
+    EetqConfig,
     FP8Config,
     GGUFConfig,
     GPTQConfig,
     HQQConfig,
     QuantConfig,
     RTNConfig,
+    TorchAoConfig,
     load_config,
     registered_configs,
 )
@@ -24,6 +26,7 @@ CLASS_IDS = [cls.__name__ for cls in CONFIG_CLASSES]
 EXPECTED_METHODS = {
     "rtn": RTNConfig, "gptq": GPTQConfig, "awq": AWQConfig, "hqq": HQQConfig,
     "bitsandbytes": BnbConfig, "gguf": GGUFConfig, "fp8": FP8Config,
+    "torchao": TorchAoConfig, "eetq": EetqConfig,
 }
 
 # Non-default but valid instances: round trips must hold off the defaults too.
@@ -42,7 +45,10 @@ NON_DEFAULT = [
               llm_int8_has_fp16_weight=True),
     GGUFConfig(type="Q6_K", imatrix="imatrix.dat"),
     FP8Config(fmt="e5m2", activation_scheme="static", weight_block_size=(128, 64),
-              per_channel=False),
+              strategy="tensor"),
+    FP8Config(strategy="channel"),
+    TorchAoConfig(quant_type="int8_weight_only"),
+    TorchAoConfig(group_size=32),
 ]
 
 
@@ -275,7 +281,14 @@ INVALID = [
     (FP8Config, {"weight_block_size": (0, 128)}, ValueError, "weight_block_size"),
     (FP8Config, {"weight_block_size": (128.0, 128)}, TypeError, "weight_block_size"),
     (FP8Config, {"weight_block_size": 128}, TypeError, "weight_block_size"),
-    (FP8Config, {"per_channel": 0}, TypeError, "per_channel"),
+    (FP8Config, {"strategy": "group"}, ValueError, "strategy"),
+    (FP8Config, {"weight_block_size": None}, TypeError, "weight_block_size"),
+    (TorchAoConfig, {"quant_type": "int4_dynamic"}, ValueError, "quant_type"),
+    (TorchAoConfig, {"group_size": 100}, ValueError, "group_size"),
+    (TorchAoConfig, {"group_size": True}, TypeError, "group_size"),
+    (EetqConfig, {"weights": "int4"}, ValueError, "weights"),
+    (EetqConfig, {"weights": "INT8"}, ValueError, "weights"),
+    (EetqConfig, {"weights": 8}, TypeError, "weights"),
 ]
 
 

@@ -34,6 +34,11 @@ enum class QType : std::int32_t {
   NF4 = 1040,
   FP4 = 1041,
   LLM_INT8 = 1042,
+  // FP8 elements (OCP E4M3 "fn" / E5M2), saturating RNE; scales beside them (fp8.hpp)
+  F8_E4M3 = 1050,
+  F8_E5M2 = 1051,
+  // torchao's int4 weight-only format with a float zero point ("tinygemm", tinygemm.hpp)
+  INT4_TINYGEMM = 1052,
 };
 
 constexpr std::int32_t kLowbitTypeIdBase = 1000;
@@ -50,6 +55,8 @@ struct GroupParams {
   const std::uint8_t* zeros = nullptr;   // [n_groups] integer zero point of each group
   i64 group_size = 0;                    // columns per group (> 0); the last may be partial
   const float* quant_weights = nullptr;  // [n] per-column importance (GGUF imatrix); optional
+  const float* float_zeros = nullptr;    // [n_groups] float zero point of each group (formats
+                                         // with float zero points, e.g. int4_tinygemm)
 };
 
 // Reference row conversions: deterministic scalar code, the definition of the format.

@@ -24,5 +24,12 @@ void fp4_from_float_ref(const float* x, void* dst, i64 n, const GroupParams* p);
 void fp4_to_float_ref(const void* src, float* y, i64 n, const GroupParams* p);
 void llm_int8_from_float_ref(const float* x, void* dst, i64 n, const GroupParams* p);
 void llm_int8_to_float_ref(const void* src, float* y, i64 n, const GroupParams* p);
+// FP8 elements (fp8_formats.cpp) and torchao's float-zero-point int4 (tinygemm_format.cpp).
+void f8_e4m3_from_float(const float* x, void* dst, i64 n, const GroupParams*);
+void f8_e4m3_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void f8_e5m2_from_float(const float* x, void* dst, i64 n, const GroupParams*);
+void f8_e5m2_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void tinygemm_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void tinygemm_to_float(const void* src, float* y, i64 n, const GroupParams* p);
 
 }  // namespace lowbit::formats
