@@ -29,6 +29,14 @@ enum class QType : std::int32_t {
   INT6 = 1006,
   INT7 = 1007,
   INT8 = 1008,
+  // lowbit's own: HQQ codes with a per-group float32 scale and FLOAT zero point (hqq.hpp)
+  HQQ1 = 1301,
+  HQQ2 = 1302,
+  HQQ3 = 1303,
+  HQQ4 = 1304,
+  HQQ5 = 1305,
+  HQQ6 = 1306,
+  HQQ8 = 1308,
 };
 
 constexpr std::int32_t kLowbitTypeIdBase = 1000;
@@ -40,6 +48,8 @@ struct GroupParams {
   const std::uint8_t* zeros = nullptr;   // [n_groups] integer zero point of each group
   i64 group_size = 0;                    // columns per group (> 0); the last may be partial
   const float* quant_weights = nullptr;  // [n] per-column importance (GGUF imatrix); optional
+  const float* float_zeros = nullptr;    // [n_groups] float zero points (hqq formats); when
+                                         // set they replace `zeros`
 };
 
 // Reference row conversions: deterministic scalar code, the definition of the format.
