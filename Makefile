@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
 
-.PHONY: setup demo test bench bench-gptq bench-e2e wheel clean
+.PHONY: setup demo test bench bench-gptq bench-e2e bench-hqq wheel clean
 
 setup:
 	bash scripts/setup.sh
@@ -33,6 +33,13 @@ bench-e2e: setup
 	./build/bench/bench_ops --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 	$(PY) -m pip install -q llama-cpp-python
 	$(RUN) bench/bench_e2e.py
+
+# HQQ quantize time vs the hqq package (an sdist: installed without its CUDA kernels and
+# without its heavy dependencies, which the CPU path does not need; torch stays the pinned wheel).
+bench-hqq: setup
+	$(PY) -m pip install -q torch==2.13.0 einops termcolor
+	DISABLE_CUDA=1 $(PY) -m pip install -q --no-deps hqq
+	$(RUN) bench/bench_hqq.py
 
 # Build and install the wheel into a scratch venv and import it (what `pip install .` gives users).
 wheel: setup
