@@ -34,12 +34,13 @@ bench-e2e: setup
 	$(PY) -m pip install -q llama-cpp-python
 	$(RUN) bench/bench_e2e.py
 
-# HQQ quantize time vs the hqq package (an sdist: installed without its CUDA kernels and
-# without its heavy dependencies, which the CPU path does not need; torch stays the pinned wheel).
+# HQQ quantize time vs the hqq package. hqq is an sdist: it goes to build/peers (not .venv:
+# transformers imports hqq whenever it is installed), without its CUDA kernels or its heavy
+# dependencies, which the CPU path does not need; torch stays the pinned wheel.
 bench-hqq: setup
 	$(PY) -m pip install -q torch==2.13.0 einops termcolor
-	DISABLE_CUDA=1 $(PY) -m pip install -q --no-deps hqq
-	$(RUN) bench/bench_hqq.py
+	[ -d build/peers/hqq ] || DISABLE_CUDA=1 $(PY) -m pip install -q --no-deps --target build/peers hqq
+	PYTHONPATH=$(CURDIR)/build/python:$(CURDIR)/build/peers $(PY) bench/bench_hqq.py
 
 # Build and install the wheel into a scratch venv and import it (what `pip install .` gives users).
 wheel: setup

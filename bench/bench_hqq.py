@@ -7,7 +7,8 @@ same process; medians of --repeats runs after one warm-up. hqq's time includes i
 lowbit's its own (both produce packed codes + float scale/zero). The two results are compared
 (codes, zeros) so the timing is of the same computation.
 
-    PYTHONPATH=build/python .venv/bin/python bench/bench_hqq.py      (or: make bench-hqq)
+    PYTHONPATH=build/python:build/peers .venv/bin/python bench/bench_hqq.py     (or: make bench-hqq,
+    which installs hqq into build/peers)
 """
 
 from __future__ import annotations
