@@ -327,3 +327,9 @@ def test_quantize_model_with_hqq(shared_data_module):
     dense = model.forward(np.arange(1, 17))
     assert np.isfinite(logits).all()
     assert np.linalg.norm(logits - dense) < 0.2 * np.linalg.norm(dense)
+
+
+def test_cli_builds_hqq_configs():
+    from lowbit.cli import _method_config
+
+    assert _method_config("hqq", 3, 64, False, True, None) == lb.HQQConfig(nbits=3, group_size=64)

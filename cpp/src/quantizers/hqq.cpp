@@ -195,8 +195,6 @@ class Solver {
     chunk_err_.assign(static_cast<std::size_t>(n_chunks_), 0.0);
   }
 
-  i64 n_chunks() const { return n_chunks_; }
-
   // Min/max init of inv_scale / zero (hqq's Quantizer.quantize). Returns the first group
   // whose value range overflows float32, or -1.
   i64 init(float* inv_scale, float* zero) const {
@@ -204,7 +202,9 @@ class Solver {
     parallel_for(n_chunks_, [&](i64 ch) {
       i64 g0, g1;
       chunk_groups(ch, &g0, &g1);
-      std::vector<float> lo(static_cast<std::size_t>(g1 - g0)), hi(lo.size());
+      std::vector<float> lo_buf(static_cast<std::size_t>(g1 - g0)), hi_buf(lo_buf.size());
+      float* lo = lo_buf.data() - g0;  // indexed by group
+      float* hi = hi_buf.data() - g0;
       if (s_.axis == 1) {
         for (i64 g = g0; g < g1; ++g) {
           const float* x = w_ + g * s_.group_size;
@@ -213,23 +213,22 @@ class Solver {
             mn = x[j] < mn ? x[j] : mn;
             mx = x[j] > mx ? x[j] : mx;
           }
-          lo[static_cast<std::size_t>(g - g0)] = mn;
-          hi[static_cast<std::size_t>(g - g0)] = mx;
+          lo[g] = mn;
+          hi[g] = mx;
         }
       } else {
-        std::copy(w_ + g0, w_ + g1, lo.begin());
-        std::copy(w_ + g0, w_ + g1, hi.begin());
+        std::copy(w_ + g0, w_ + g1, lo + g0);
+        std::copy(w_ + g0, w_ + g1, hi + g0);
         for (i64 i = 1; i < s_.group_size; ++i) {
-          const float* x = w_ + i * G_ + g0;
-          for (i64 j = 0; j < g1 - g0; ++j) {
-            lo[static_cast<std::size_t>(j)] = x[j] < lo[static_cast<std::size_t>(j)] ? x[j] : lo[static_cast<std::size_t>(j)];
-            hi[static_cast<std::size_t>(j)] = x[j] > hi[static_cast<std::size_t>(j)] ? x[j] : hi[static_cast<std::size_t>(j)];
+          const float* x = w_ + i * G_;
+          for (i64 g = g0; g < g1; ++g) {
+            lo[g] = x[g] < lo[g] ? x[g] : lo[g];
+            hi[g] = x[g] > hi[g] ? x[g] : hi[g];
           }
         }
       }
       for (i64 g = g0; g < g1; ++g) {
-        const float mn = lo[static_cast<std::size_t>(g - g0)], mx = hi[static_cast<std::size_t>(g - g0)];
-        const float denom = mx - mn;
+        const float denom = hi[g] - lo[g];
         if (!std::isfinite(denom)) {
           if (bad[static_cast<std::size_t>(ch)] < 0) bad[static_cast<std::size_t>(ch)] = g;
           continue;
@@ -238,7 +237,7 @@ class Solver {
         float s = maxq_ * (1.0f / denom);
         if (std::fabs(denom) <= 1e-4f) s = 1.0f;  // avoid tiny denominators (hqq)
         s = std::min(s, 2e4f);                       // hqq's fp16 safety clamp
-        float z = -mn * s;
+        float z = -lo[g] * s;
         if (p_.round_zero) z = std::nearbyint(z);
         inv_scale[g] = s;
         zero[g] = z;
@@ -251,8 +250,10 @@ class Solver {
 
   // One step for every group: reads zero, writes zero_next; returns mean |W - W_r| (float).
   float step(const float* inv_scale, const float* zero, float* zero_next) {
-    parallel_for(n_chunks_, [&](i64 ch) { chunk_err_[static_cast<std::size_t>(ch)] = step_chunk(ch, inv_scale, zero, zero_next); },
-                 std::max<i64>(1, 4 * kChunkElems / chunk_elems()));
+    double* errs = chunk_err_.data();
+    parallel_for(
+        n_chunks_, [&](i64 ch) { errs[ch] = step_chunk(ch, inv_scale, zero, zero_next); },
+        std::max<i64>(1, 4 * kChunkElems / chunk_elems()));
     double total = 0.0;
     for (double e : chunk_err_) total += e;
     return static_cast<float>(total) / static_cast<float>(s_.numel());
@@ -285,17 +286,19 @@ class Solver {
     }
     const i64 n = g1 - g0;
     std::vector<float> a(static_cast<std::size_t>(n)), zt(a.size());
-    std::vector<double> err_acc(a.size(), 0.0), z_acc(a.size(), 0.0);
+    std::vector<double> err_buf(a.size(), 0.0), z_buf(a.size(), 0.0);
+    double* err_acc = err_buf.data();  // per group (column of the [gs, G] view), summed over rows
+    double* z_acc = z_buf.data();
     for (i64 i = 0; i < gs; ++i) {
       step_span<true>(w_ + i * G_ + g0, n, inv_scale + g0, zero + g0, maxq_, shrink_, a.data(), zt.data());
       for (i64 j = 0; j < n; ++j) {
-        err_acc[static_cast<std::size_t>(j)] += static_cast<double>(a[static_cast<std::size_t>(j)]);
-        z_acc[static_cast<std::size_t>(j)] += static_cast<double>(zt[static_cast<std::size_t>(j)]);
+        err_acc[j] += static_cast<double>(a[static_cast<std::size_t>(j)]);
+        z_acc[j] += static_cast<double>(zt[static_cast<std::size_t>(j)]);
       }
     }
     for (i64 j = 0; j < n; ++j) {
-      err += err_acc[static_cast<std::size_t>(j)];
-      zero_next[g0 + j] = static_cast<float>(z_acc[static_cast<std::size_t>(j)]) / static_cast<float>(gs);
+      err += err_acc[j];
+      zero_next[g0 + j] = static_cast<float>(z_acc[j]) / static_cast<float>(gs);
     }
     return err;
   }
