@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "lowbit/grouped_int.hpp"
+#include "lowbit/kernels.hpp"
 #include "lowbit/parallel.hpp"
 
 #if defined(__SSE2__)
@@ -89,14 +90,15 @@ struct Shrink {
 // |W - W_r| to err_out and W_q - (W - W_e)*s to zt_out.
 template <bool kPerElement>
 inline void step_span(const float* __restrict w, i64 n, const float* __restrict s, const float* __restrict z,
-                      float maxq, const Shrink& sh, float* __restrict err_out, float* __restrict zt_out) {
+                      float maxq, const Shrink& sh, bool simd, float* __restrict err_out, float* __restrict zt_out) {
   const float s0 = s[0], z0 = z[0], thr = sh.thr;
   int flagged = 0;
   i64 j = 0;
 #if defined(__SSE2__)
-  // The loop below, 4 lanes at a time (GCC does not if-convert the float clamps itself).
-  // Same IEEE operations per element, so identical results; round_clamp never yields -0.
-  {
+  // The scalar loop below, 4 lanes at a time (GCC does not if-convert the float clamps
+  // itself). Same IEEE operations per element, so identical results (round_clamp never
+  // yields -0); skipped when the scalar kernels are forced, so tests can compare the two.
+  if (simd) {
     const __m128 vmaxq = _mm_set1_ps(maxq), vmaxq1 = _mm_set1_ps(maxq + 1.0f), vm1 = _mm_set1_ps(-1.0f);
     const __m128 v0 = _mm_setzero_ps(), magic = _mm_set1_ps(12582912.0f), vthr = _mm_set1_ps(thr);
     const __m128 absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
@@ -117,6 +119,8 @@ inline void step_span(const float* __restrict w, i64 n, const float* __restrict 
     }
     flagged = _mm_movemask_ps(vflag);
   }
+#else
+  (void)simd;
 #endif
   for (; j < n; ++j) {
     const float sj = kPerElement ? s[j] : s0, zj = kPerElement ? z[j] : z0;
@@ -185,7 +189,8 @@ void find_non_finite(const AnyMatrixView& W, i64* row, i64* col) {
 class Solver {
  public:
   Solver(const float* w, const HqqShape& s, const HqqParams& p)
-      : w_(w), s_(s), p_(p), G_(s.n_groups()), maxq_(static_cast<float>(s.maxq())), shrink_(p.lp_norm, p.beta) {
+      : w_(w), s_(s), p_(p), G_(s.n_groups()), maxq_(static_cast<float>(s.maxq())), shrink_(p.lp_norm, p.beta),
+        simd_(active_isa() != Isa::Scalar) {
     if (s.axis == 1) {
       groups_per_chunk_ = std::max<i64>(1, kChunkElems / s.group_size);
       n_chunks_ = (G_ + groups_per_chunk_ - 1) / groups_per_chunk_;
@@ -278,7 +283,7 @@ class Solver {
     if (s_.axis == 1) {
       std::vector<float> a(static_cast<std::size_t>(gs)), zt(a.size());
       for (i64 g = g0; g < g1; ++g) {
-        step_span<false>(w_ + g * gs, gs, inv_scale + g, zero + g, maxq_, shrink_, a.data(), zt.data());
+        step_span<false>(w_ + g * gs, gs, inv_scale + g, zero + g, maxq_, shrink_, simd_, a.data(), zt.data());
         err += lane_sum(a.data(), gs);
         zero_next[g] = static_cast<float>(lane_sum(zt.data(), gs)) / static_cast<float>(gs);
       }
@@ -290,7 +295,7 @@ class Solver {
     double* err_acc = err_buf.data();  // per group (column of the [gs, G] view), summed over rows
     double* z_acc = z_buf.data();
     for (i64 i = 0; i < gs; ++i) {
-      step_span<true>(w_ + i * G_ + g0, n, inv_scale + g0, zero + g0, maxq_, shrink_, a.data(), zt.data());
+      step_span<true>(w_ + i * G_ + g0, n, inv_scale + g0, zero + g0, maxq_, shrink_, simd_, a.data(), zt.data());
       for (i64 j = 0; j < n; ++j) {
         err_acc[j] += static_cast<double>(a[static_cast<std::size_t>(j)]);
         z_acc[j] += static_cast<double>(zt[static_cast<std::size_t>(j)]);
@@ -309,6 +314,7 @@ class Solver {
   i64 G_;
   float maxq_;
   Shrink shrink_;
+  bool simd_;
   i64 groups_per_chunk_ = 1;
   i64 n_chunks_ = 0;
   std::vector<double> chunk_err_;
