@@ -330,7 +330,7 @@ def test_constant_and_tiny_range_groups():
     assert np.isfinite(opt.dequantize()).all()
 
 
-def test_quantize_model_with_hqq(shared_data_module):
+def test_quantize_model_with_hqq(shared_data_module, tmp_path):
     from lowbit.models import load_model
 
     model = load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
@@ -345,6 +345,9 @@ def test_quantize_model_with_hqq(shared_data_module):
     dense = model.forward(np.arange(1, 17))
     assert np.isfinite(logits).all()
     assert np.linalg.norm(logits - dense) < 0.2 * np.linalg.norm(dense)
+    q.save(tmp_path / "m")  # the model folder format carries the hqq arrays and params
+    back = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(back.forward(np.arange(1, 17)), logits)
 
 
 def test_cli_builds_hqq_configs():
