@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
 
-.PHONY: setup demo test bench bench-gptq bench-e2e bench-quantize wheel clean
+.PHONY: setup demo test bench bench-gptq bench-e2e bench-quantize bench-hqq wheel clean
 
 setup:
 	bash scripts/setup.sh
@@ -41,6 +41,13 @@ bench-quantize: setup
 	test -x $(PEER_VENV)/bin/python || (python3 -m venv $(PEER_VENV) && \
 	  $(PEER_VENV)/bin/python -m pip install -q torch==2.13.0 llmcompressor "transformers<=5.17")
 	$(RUN) bench/bench_quantize_model.py --peer-python $(PEER_VENV)/bin/python
+# HQQ quantize time vs the hqq package. hqq is an sdist: it goes to build/peers (not .venv:
+# transformers imports hqq whenever it is installed), without its CUDA kernels or its heavy
+# dependencies, which the CPU path does not need; torch stays the pinned wheel.
+bench-hqq: setup
+	$(PY) -m pip install -q torch==2.13.0 einops termcolor
+	[ -d build/peers/hqq ] || DISABLE_CUDA=1 $(PY) -m pip install -q --no-deps --target build/peers hqq
+	PYTHONPATH=$(CURDIR)/build/python:$(CURDIR)/build/peers $(PY) bench/bench_hqq.py
 
 # Build and install the wheel into a scratch venv and import it (what `pip install .` gives users).
 wheel: setup

@@ -12,6 +12,7 @@ void register_layouts(py::module_& m);
 void register_ops(py::module_& m);
 void register_bnb(py::module_& m);
 void register_calibration_free(py::module_& m);
+void register_hqq(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lowbit's compiled core: formats, quantizers and kernels over NumPy arrays.";
@@ -35,4 +36,5 @@ PYBIND11_MODULE(_core, m) {
   register_ops(m);
   register_bnb(m);
   register_calibration_free(m);
+  register_hqq(m);
 }

@@ -29,6 +29,14 @@ QTypeTraits grouped_row(QType t, int bits, const char* name, const char* desc) {
                      formats::grouped_to_float_ref_table[bits]};
 }
 
+// HQQ rows: the grouped bit stream, but float zero points (GroupParams::float_zeros).
+QTypeTraits hqq_row(QType t, int bits, const char* name, const char* desc) {
+  QTypeTraits r = grouped_row(t, bits, name, desc);
+  r.from_float_ref = formats::hqq_from_float_ref_table[bits];
+  r.to_float_ref = formats::hqq_to_float_ref_table[bits];
+  return r;
+}
+
 std::vector<QTypeTraits> build_table() {
   std::vector<QTypeTraits> t = {
       {QType::F32, "f32", 32, 1, 4, false, false, true, 0.0, "IEEE float32",
@@ -62,6 +70,13 @@ std::vector<QTypeTraits> build_table() {
       {QType::INT4_TINYGEMM, "int4_tinygemm", 4, 2, 1, true, true, true, -1.0,
        "4-bit codes, per-group bfloat16 scale + float zero: (q - 8) * s + z (torchao int4)",
        formats::tinygemm_from_float, formats::tinygemm_to_float},
+      hqq_row(QType::HQQ1, 1, "hqq1", "HQQ 1-bit codes, per-group float32 scale + float zero"),
+      hqq_row(QType::HQQ2, 2, "hqq2", "HQQ 2-bit codes, per-group float32 scale + float zero"),
+      hqq_row(QType::HQQ3, 3, "hqq3", "HQQ 3-bit codes, per-group float32 scale + float zero"),
+      hqq_row(QType::HQQ4, 4, "hqq4", "HQQ 4-bit codes, per-group float32 scale + float zero"),
+      hqq_row(QType::HQQ5, 5, "hqq5", "HQQ 5-bit codes, per-group float32 scale + float zero"),
+      hqq_row(QType::HQQ6, 6, "hqq6", "HQQ 6-bit codes, per-group float32 scale + float zero"),
+      hqq_row(QType::HQQ8, 8, "hqq8", "HQQ 8-bit codes, per-group float32 scale + float zero"),
   };
   std::sort(t.begin(), t.end(), [](const QTypeTraits& a, const QTypeTraits& b) {
     return static_cast<int>(a.type) < static_cast<int>(b.type);

@@ -172,6 +172,10 @@ def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym:
     if method == "gptq":
         kw = {"damp_percent": damp} if damp is not None else {}
         return GPTQConfig(bits=bits, group_size=group_size, desc_act=desc_act, sym=sym, **kw)
+    if method == "hqq":  # HQQConfig says nbits, as hqq and transformers do
+        from .config import HQQConfig
+
+        return HQQConfig(nbits=bits, group_size=group_size)
     cls = registered_configs().get(method)
     if cls is None:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(registered_configs()))}")

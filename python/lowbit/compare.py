@@ -78,7 +78,7 @@ def compare(model: LlamaModel, configs: Sequence[QuantConfig], text: str | Seque
         t0 = time.perf_counter()
         k = kl_divergence(q, model, text, seq_len=base.seq_len, protocol=protocol, max_windows=max_windows,
                           progress=progress, ref_cache=ref_cache)
-        row = {"method": _label(cfg), "bits": getattr(cfg, "bits", None), "group_size": getattr(cfg, "group_size", None),
+        row = {"method": _label(cfg), "bits": getattr(cfg, "bits", getattr(cfg, "nbits", None)), "group_size": getattr(cfg, "group_size", None),
                "bits_per_weight": _linear_bits(q), "size_mb": q.nbytes / 1e6, "ppl": k.ppl, "delta_ppl": k.ppl - base.ppl,
                "kld_mean": k.kld_mean, "kld_p99": k.kld_p99, "top1_agreement": 100 * k.top1_agreement,
                "quantize_s": qs, "eval_s": time.perf_counter() - t0, "n_scored": k.n_scored, "seq_len": k.seq_len,

@@ -399,23 +399,45 @@ class AWQConfig(QuantConfig):
         self._check(_check_int, "max_chunk_memory", lo=1)
 
 
+def _check_optional_bool(cls_name: str, field: str, value: object) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise _bad_type(cls_name, field, value, "bool | None", "True, False or None")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class HQQConfig(QuantConfig):
-    """HQQ: calibration-free fit of the zero point under a sparsity-promoting lp error.
+    """HQQ: calibration-free fit of a float zero point under a sparsity-promoting lp error.
+
+    Mirrors hqq's ``BaseQuantizeConfig`` / transformers' ``HqqConfig`` plus the solver's
+    ``opt_params``; lowbit runs hqq's default solver (``optimize_weights_proximal_legacy``)
+    in float32, as hqq does on the CPU.
 
     Args:
-        nbits (int, default 4): bits per weight, one of 1, 2, 3, 4, 8.
-        group_size (int, default 64): elements per group, > 0 (hqq itself also wants a
-            multiple of 8 that divides the weight's size).
-        axis (int, default 1): 1 = groups of consecutive input columns (as GPTQ/AWQ);
-            0 = groups strided over the flattened tensor (hqq's ``axis=0``).
-        optimize (bool, default True): run the half-quadratic solver; False = plain min/max.
+        nbits (int, default 4): bits per weight, one of 1, 2, 3, 4, 5, 6, 8.
+        group_size (int, default 64): weights per group, > 0; must divide the weight's size
+            (hqq's own config also wants a multiple of 8) and be <= in_features.
+        axis (int, default 1): 1 = groups of ``group_size`` consecutive elements of the
+            row-major weight (input columns, as GPTQ/AWQ; transformers' and
+            ``BaseQuantizeConfig``'s default); 0 = hqq's ``axis=0``: the flattened weight seen as
+            ``[group_size, numel/group_size]``, each group a column (elements strided by
+            ``numel/group_size``; the default of hqq's low-level ``Quantizer.quantize``).
+        optimize (bool, default True): run the half-quadratic solver; False = min/max only.
+        round_zero (bool | None, default None): round the initial zero point; None = hqq's
+            rule (``BaseQuantizeConfig``): True for 4 bits, False otherwise.
+        view_as_float (bool, default False): hqq stores the packed codes viewed as floats;
+            kept for the config's round trip with hqq/transformers, no effect on lowbit's arrays.
+        quant_zero (bool, default False): quantize the zero points to 8 bits (one scale for
+            the tensor), as hqq's deprecated meta-data quantization.
+        quant_scale (bool, default False): quantize the scales to 8 bits (groups of 128
+            along hqq's axis 0 of the scale vector), idem.
         lp_norm (float, default 0.7): the p of the lp error, 0 < p <= 1.
-        beta (float, default 10.0): initial penalty of the shrinkage step, > 0.
-        kappa (float, default 1.01): penalty growth per iteration, > 1 (hqq's default solver
-            reads it but never applies it).
+        beta (float, default 10.0): penalty of the shrinkage step, > 0.
+        kappa (float, default 1.01): penalty growth per iteration, > 1. Recorded only: hqq's
+            default solver reads it but never applies it, and neither does lowbit.
         iters (int, default 20): maximum solver iterations, > 0.
-        early_stop (bool, default True): stop at the first iteration that does not improve.
+        early_stop (bool, default True): stop after the first iteration whose error (mean
+            |W - W_hat| over the tensor) does not improve, as hqq always does.
     """
 
     quant_method: ClassVar[str] = "hqq"
@@ -423,6 +445,10 @@ class HQQConfig(QuantConfig):
     group_size: int = 64
     axis: int = 1
     optimize: bool = True
+    round_zero: bool | None = None
+    view_as_float: bool = False
+    quant_zero: bool = False
+    quant_scale: bool = False
     lp_norm: float = 0.7
     beta: float = 10.0
     kappa: float = 1.01
@@ -430,15 +456,21 @@ class HQQConfig(QuantConfig):
     early_stop: bool = True
 
     def __post_init__(self) -> None:
-        self._check(_check_choice, "nbits", (1, 2, 3, 4, 8))
+        self._check(_check_choice, "nbits", (1, 2, 3, 4, 5, 6, 8))
         self._check(_check_int, "group_size", lo=1)
         self._check(_check_choice, "axis", (0, 1))
-        self._check(_check_bool, "optimize")
+        self._check(_check_optional_bool, "round_zero")
+        for name in ("optimize", "view_as_float", "quant_zero", "quant_scale", "early_stop"):
+            self._check(_check_bool, name)
         self._check(_check_float_range, "lp_norm", 0, 1, hi_incl=True)
         self._check(_check_float_range, "beta", 0)
         self._check(_check_float_range, "kappa", 1)
         self._check(_check_int, "iters", lo=1)
-        self._check(_check_bool, "early_stop")
+
+    @property
+    def effective_round_zero(self) -> bool:
+        """``round_zero`` with None resolved by hqq's rule (True for 4 bits)."""
+        return self.nbits == 4 if self.round_zero is None else self.round_zero
 
 
 @dataclass(frozen=True, kw_only=True)

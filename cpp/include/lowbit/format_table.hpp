@@ -39,6 +39,14 @@ enum class QType : std::int32_t {
   F8_E5M2 = 1051,
   // torchao's int4 weight-only format with a float zero point ("tinygemm", tinygemm.hpp)
   INT4_TINYGEMM = 1052,
+  // lowbit's own: HQQ codes with a per-group float32 scale and FLOAT zero point (hqq.hpp)
+  HQQ1 = 1301,
+  HQQ2 = 1302,
+  HQQ3 = 1303,
+  HQQ4 = 1304,
+  HQQ5 = 1305,
+  HQQ6 = 1306,
+  HQQ8 = 1308,
 };
 
 constexpr std::int32_t kLowbitTypeIdBase = 1000;
@@ -55,8 +63,9 @@ struct GroupParams {
   const std::uint8_t* zeros = nullptr;   // [n_groups] integer zero point of each group
   i64 group_size = 0;                    // columns per group (> 0); the last may be partial
   const float* quant_weights = nullptr;  // [n] per-column importance (GGUF imatrix); optional
-  const float* float_zeros = nullptr;    // [n_groups] float zero point of each group (formats
-                                         // with float zero points, e.g. int4_tinygemm)
+  const float* float_zeros = nullptr;    // [n_groups] float zero point of each group, for the
+                                         // formats that have one (hqq*, int4_tinygemm); each
+                                         // format's row functions say how it enters
 };
 
 // Reference row conversions: deterministic scalar code, the definition of the format.

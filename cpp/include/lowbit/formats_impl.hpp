@@ -16,6 +16,9 @@ void bf16_to_float(const void* src, float* y, i64 n, const GroupParams*);
 // Indexed by bits (entries 2..8 are set).
 extern const FromFloatFn grouped_from_float_ref_table[9];
 extern const ToFloatFn grouped_to_float_ref_table[9];
+// HQQ rows (float zero points), indexed by bits (1..6 and 8 are set).
+extern const FromFloatFn hqq_from_float_ref_table[9];
+extern const ToFloatFn hqq_to_float_ref_table[9];
 
 // bitsandbytes rows (bnb4.cpp, llm_int8.cpp): GroupParams.scales holds the absmax per group.
 void nf4_from_float_ref(const float* x, void* dst, i64 n, const GroupParams* p);
