@@ -1,0 +1,262 @@
+// x86 quantized-matmul kernels written once with 256-bit intrinsics and compiled once per
+// ISA: kernels/avx2/qmatmul.cpp (-mavx2 -mfma) and kernels/avx512/qmatmul.cpp (AVX-512
+// flags: the same code gets 32 vector registers and EVEX forms; with AVX512-VNNI in the
+// flags the u8 x s8 dot becomes one vpdpbusd). Each file defines LOWBIT_QMATMUL_NS first.
+//
+// Integer parts are exact (no saturation: nibble codes <= 15, and int8 weights enter
+// maddubs as |w| <= 128 against sign(a, w) with |a| <= 127, so a pair sum <= 32512);
+// float sums differ from kernels/scalar only in order.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "lowbit/qmatmul.hpp"
+
+namespace lowbit::LOWBIT_QMATMUL_NS {
+
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline std::int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 8 x int32: sums of 4 adjacent u8 x s8 products.
+inline __m256i dot_u8s8(__m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+// acc + dot_u8s8(u, s)
+inline __m256i dot_u8s8_acc(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+// The 32 stored values of one block: nibble codes (0..15) in column order, or int8.
+template <QContainer C>
+inline __m256i load_block(const std::uint8_t* p) {
+  if constexpr (C == QContainer::Nibble) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+  } else {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+}
+
+// The unsigned operand of the dot for stored values w: w itself, or |w| for int8.
+template <QContainer C>
+inline __m256i unsigned_operand(__m256i w) {
+  if constexpr (C == QContainer::Nibble) return w;
+  else return _mm256_sign_epi8(w, w);  // |-128| = 0x80 = 128 as u8
+}
+
+template <QContainer C>
+inline __m256i dot_block(__m256i w, __m256i wu, __m256i a) {
+  if constexpr (C == QContainer::Nibble) return dot_u8s8(wu, a);
+  else return dot_u8s8(wu, _mm256_sign_epi8(a, w));
+}
+
+// ---- activations -------------------------------------------------------------------------
+void quantize_row_q8(const float* xp, i64 n_blocks, std::int8_t* a, float* d, std::int32_t* asum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (i64 b = 0; b < n_blocks; ++b) {
+    const float* x = xp + b * kQBlock;
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps(), probe = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(x + 8 * i);
+      probe = _mm256_add_ps(probe, _mm256_sub_ps(v[i], v[i]));
+      amax = _mm256_max_ps(_mm256_andnot_ps(sign, v[i]), amax);
+    }
+    std::int8_t* q = a + b * kQBlock;
+    if (_mm256_movemask_ps(_mm256_cmp_ps(probe, probe, _CMP_EQ_OQ)) != 0xff) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_setzero_si256());
+      d[b] = NAN;
+      asum[b] = 0;
+      continue;
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float scale = _mm_cvtss_f32(m4) / 127.0f;
+    const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    const __m256 vinv = _mm256_set1_ps(inv), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    __m256i qi[4];
+    __m256i s = _mm256_setzero_si256();
+    for (int i = 0; i < 4; ++i) {
+      __m256 t = _mm256_round_ps(_mm256_mul_ps(v[i], vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      t = _mm256_max_ps(_mm256_min_ps(t, hi), lo);
+      qi[i] = _mm256_cvtps_epi32(t);
+      s = _mm256_add_epi32(s, qi[i]);
+    }
+    // int32 -> int8 (values fit): the packs work per 128-bit lane, the permute restores order
+    const __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]), p23 = _mm256_packs_epi32(qi[2], qi[3]);
+    const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), p);
+    d[b] = scale;
+    asum[b] = hsum_i32(s);
+  }
+}
+
+// ---- int8-activation GEMM --------------------------------------------------------------
+// An NR x MR tile: weight rows r..r+NR, activation rows m..m+MR; out[j * ldy + i].
+template <QContainer C, int NR, int MR>
+void tile_q8(const PackedWeights& w, const ActQ8& a, i64 m, i64 r, float* out, i64 ldy) {
+  const i64 K = w.padded_cols(), bb = w.block_bytes(), G = w.n_groups;
+  const std::uint8_t* wr[NR];
+  const float* sr[NR];
+  for (int i = 0; i < NR; ++i) {
+    wr[i] = w.row_codes(r + i);
+    sr[i] = w.scale.data() + (r + i) * G;
+  }
+  const std::int8_t* am[MR];
+  const float* dm[MR];
+  for (int j = 0; j < MR; ++j) {
+    am[j] = a.q + (m + j) * K;
+    dm[j] = a.d + (m + j) * a.n_blocks;
+  }
+  __m256 acc[MR][NR];
+  for (int j = 0; j < MR; ++j)
+    for (int i = 0; i < NR; ++i) acc[j][i] = _mm256_setzero_ps();
+  for (i64 g = 0; g < G; ++g) {
+    __m256 sv[NR];
+    for (int i = 0; i < NR; ++i) sv[i] = _mm256_broadcast_ss(sr[i] + g);
+    for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
+      __m256i wv[NR], wu[NR];
+      for (int i = 0; i < NR; ++i) {
+        wv[i] = load_block<C>(wr[i] + b * bb);
+        wu[i] = unsigned_operand<C>(wv[i]);
+      }
+      for (int j = 0; j < MR; ++j) {
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(am[j] + b * kQBlock));
+        const __m256 dv = _mm256_broadcast_ss(dm[j] + b);
+        for (int i = 0; i < NR; ++i) {
+          const __m256 p = _mm256_cvtepi32_ps(dot_block<C>(wv[i], wu[i], av));
+          acc[j][i] = _mm256_fmadd_ps(p, _mm256_mul_ps(dv, sv[i]), acc[j][i]);
+        }
+      }
+    }
+  }
+  for (int j = 0; j < MR; ++j) {
+    const float* gs = a.gsum + (m + j) * a.n_groups;
+    for (int i = 0; i < NR; ++i) {
+      const float* off = w.offset.data() + (r + i) * G;
+      float o = 0.0f;
+      for (i64 g = 0; g < G; ++g) o += off[g] * gs[g];
+      out[j * ldy + i] = hsum(acc[j][i]) + o;
+    }
+  }
+}
+
+template <QContainer C>
+void gemm_q8_c(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
+  constexpr int NR = 4;
+  i64 m = m0;
+  for (; m + 2 <= m0 + mb; m += 2) {
+    i64 r = r0;
+    for (; r + NR <= r0 + rb; r += NR) tile_q8<C, NR, 2>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
+    for (; r < r0 + rb; ++r) tile_q8<C, 1, 2>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
+  }
+  for (; m < m0 + mb; ++m) {
+    i64 r = r0;
+    for (; r + NR <= r0 + rb; r += NR) tile_q8<C, NR, 1>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
+    for (; r < r0 + rb; ++r) tile_q8<C, 1, 1>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
+  }
+}
+
+void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
+  if (w.container == QContainer::Nibble) gemm_q8_c<QContainer::Nibble>(w, a, m0, mb, r0, rb, y, ldy);
+  else gemm_q8_c<QContainer::Byte>(w, a, m0, mb, r0, rb, y, ldy);
+}
+
+// ---- float path: rows of W_hat ---------------------------------------------------------
+template <QContainer C>
+void dequantize_rows_c(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
+  const i64 K = w.padded_cols(), bb = w.block_bytes();
+  for (i64 r = r0; r < r0 + rb; ++r) {
+    const std::uint8_t* wr = w.row_codes(r);
+    float* out = dst + (r - r0) * K;
+    for (i64 g = 0; g < w.n_groups; ++g) {
+      const __m256 s = _mm256_set1_ps(w.scale[r * w.n_groups + g]);
+      const __m256 off = _mm256_set1_ps(w.offset[r * w.n_groups + g]);
+      for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
+        const __m256i v = load_block<C>(wr + b * bb);
+        const __m128i h[2] = {_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)};
+        for (int i = 0; i < 4; ++i) {
+          const __m128i part = i & 1 ? _mm_srli_si128(h[i >> 1], 8) : h[i >> 1];
+          const __m256i e = C == QContainer::Nibble ? _mm256_cvtepu8_epi32(part) : _mm256_cvtepi8_epi32(part);
+          // s * v + off rounded twice, as the scalar definition (no fused multiply-add)
+          const __m256 f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_cvtepi32_ps(e)), off);
+          _mm256_storeu_ps(out + b * kQBlock + 8 * i, f);
+        }
+      }
+    }
+  }
+}
+
+void dequantize_rows(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
+  if (w.container == QContainer::Nibble) dequantize_rows_c<QContainer::Nibble>(w, r0, rb, dst);
+  else dequantize_rows_c<QContainer::Byte>(w, r0, rb, dst);
+}
+
+// ---- W8A8: exact int8 x int8 -------------------------------------------------------------
+template <int NR, int MR>
+void tile_s8(const std::int8_t* w, i64 ldw, const std::int8_t* a, i64 lda, i64 n, std::int32_t* acc, i64 ldacc) {
+  __m256i s[MR][NR];
+  for (int j = 0; j < MR; ++j)
+    for (int i = 0; i < NR; ++i) s[j][i] = _mm256_setzero_si256();
+  for (i64 k = 0; k < n; k += kQBlock) {
+    __m256i wv[NR], wu[NR];
+    for (int i = 0; i < NR; ++i) {
+      wv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * ldw + k));
+      wu[i] = _mm256_sign_epi8(wv[i], wv[i]);
+    }
+    for (int j = 0; j < MR; ++j) {
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * lda + k));
+      for (int i = 0; i < NR; ++i) s[j][i] = dot_u8s8_acc(s[j][i], wu[i], _mm256_sign_epi8(av, wv[i]));
+    }
+  }
+  for (int j = 0; j < MR; ++j)
+    for (int i = 0; i < NR; ++i) acc[j * ldacc + i] = hsum_i32(s[j][i]);
+}
+
+void gemm_s8(const std::int8_t* w, i64 ldw, i64 rb, const std::int8_t* a, i64 lda, i64 mb, i64 n,
+             std::int32_t* acc, i64 ldacc) {
+  constexpr int NR = 4;
+  i64 m = 0;
+  for (; m + 2 <= mb; m += 2) {
+    i64 r = 0;
+    for (; r + NR <= rb; r += NR) tile_s8<NR, 2>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
+    for (; r < rb; ++r) tile_s8<1, 2>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
+  }
+  for (; m < mb; ++m) {
+    i64 r = 0;
+    for (; r + NR <= rb; r += NR) tile_s8<NR, 1>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
+    for (; r < rb; ++r) tile_s8<1, 1>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
+  }
+}
+
+}  // namespace
+
+const QMatmulKernels kQMatmulKernels = {quantize_row_q8, gemm_q8, dequantize_rows, gemm_s8};
+
+}  // namespace lowbit::LOWBIT_QMATMUL_NS
