@@ -9,13 +9,33 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "lowbit/qmatmul.hpp"
+
+// Throughput-analysis markers (llvm-mca); empty in the library.
+#ifndef LOWBIT_MCA_BEGIN
+#define LOWBIT_MCA_BEGIN(name)
+#define LOWBIT_MCA_END(name)
+#endif
 
 namespace lowbit::LOWBIT_QMATMUL_NS {
 
 namespace {
+
+// Register tiles (weight rows x activation rows): 16 ymm registers hold the accumulators,
+// the tile's weights and one activation vector without spills; 32 with AVX-512.
+// (llvm-mca -mcpu=znver3 on the AVX2 build: ~1.5 cycles per 32 int8-activation MACs of a
+// 4x2 nibble tile, ~2.2 for int8 weights, whose sign trick costs one more op per pair.)
+#if defined(LOWBIT_Q8_NR)  // tuning builds set the tiles from outside
+constexpr int kQ8Rows = LOWBIT_Q8_NR, kQ8Acts = LOWBIT_Q8_MR, kS8Rows = LOWBIT_S8_NR, kS8Acts = LOWBIT_S8_MR;
+#elif defined(__AVX512F__)
+constexpr int kQ8Rows = 4, kQ8Acts = 3, kS8Rows = 4, kS8Acts = 3;
+#else
+constexpr int kQ8Rows = 4, kQ8Acts = 2, kS8Rows = 2, kS8Acts = 4;
+#endif
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -118,16 +138,14 @@ void quantize_row_q8(const float* xp, i64 n_blocks, std::int8_t* a, float* d, st
 }
 
 // ---- int8-activation GEMM --------------------------------------------------------------
-// An NR x MR tile: weight rows r..r+NR, activation rows m..m+MR; out[j * ldy + i].
-template <QContainer C, int NR, int MR>
-void tile_q8(const PackedWeights& w, const ActQ8& a, i64 m, i64 r, float* out, i64 ldy) {
-  const i64 K = w.padded_cols(), bb = w.block_bytes(), G = w.n_groups;
-  const std::uint8_t* wr[NR];
+// An NR x MR tile: weight rows wr[0..NR) (blocks of bb bytes; Unpacked: 32 codes a block, as
+// written by unpack_rows), activation rows m..m+MR; out[j * ldy + i].
+template <QContainer C, bool Unpacked, int NR, int MR>
+void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 r, const ActQ8& a, i64 m, float* out,
+             i64 ldy) {
+  const i64 K = w.padded_cols(), G = w.n_groups;
   const float* sr[NR];
-  for (int i = 0; i < NR; ++i) {
-    wr[i] = w.row_codes(r + i);
-    sr[i] = w.scale.data() + (r + i) * G;
-  }
+  for (int i = 0; i < NR; ++i) sr[i] = w.scale.data() + (r + i) * G;
   const std::int8_t* am[MR];
   const float* dm[MR];
   for (int j = 0; j < MR; ++j) {
@@ -141,9 +159,11 @@ void tile_q8(const PackedWeights& w, const ActQ8& a, i64 m, i64 r, float* out, i
     __m256 sv[NR];
     for (int i = 0; i < NR; ++i) sv[i] = _mm256_broadcast_ss(sr[i] + g);
     for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
+      LOWBIT_MCA_BEGIN("q8")
       __m256i wv[NR], wu[NR];
       for (int i = 0; i < NR; ++i) {
-        wv[i] = load_block<C>(wr[i] + b * bb);
+        if constexpr (Unpacked) wv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[i] + b * bb));
+        else wv[i] = load_block<C>(wr[i] + b * bb);
         wu[i] = unsigned_operand<C>(wv[i]);
       }
       for (int j = 0; j < MR; ++j) {
@@ -154,6 +174,7 @@ void tile_q8(const PackedWeights& w, const ActQ8& a, i64 m, i64 r, float* out, i
           acc[j][i] = _mm256_fmadd_ps(p, _mm256_mul_ps(dv, sv[i]), acc[j][i]);
         }
       }
+      LOWBIT_MCA_END("q8")
     }
   }
   for (int j = 0; j < MR; ++j) {
@@ -167,25 +188,56 @@ void tile_q8(const PackedWeights& w, const ActQ8& a, i64 m, i64 r, float* out, i
   }
 }
 
-template <QContainer C>
-void gemm_q8_c(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
-  constexpr int NR = 4;
+// Nibble rows [r, r + n) as one code per byte: dst [n, padded_cols()].
+void unpack_rows(const PackedWeights& w, i64 r, i64 n, std::uint8_t* dst) {
+  const i64 K = w.padded_cols();
+  for (i64 i = 0; i < n; ++i)
+    for (i64 b = 0; b < w.n_blocks; ++b)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i * K + b * kQBlock),
+                          load_block<QContainer::Nibble>(w.row_codes(r + i) + b * 16));
+}
+
+// Rows r..r+NR against activation rows [m0, m0+mb) in steps of MR (then 1).
+template <QContainer C, bool Unpacked, int NR, int MR>
+void rows_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 r, const ActQ8& a, i64 m0, i64 mb,
+             float* y, i64 ldy) {
   i64 m = m0;
-  for (; m + 2 <= m0 + mb; m += 2) {
-    i64 r = r0;
-    for (; r + NR <= r0 + rb; r += NR) tile_q8<C, NR, 2>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
-    for (; r < r0 + rb; ++r) tile_q8<C, 1, 2>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
-  }
-  for (; m < m0 + mb; ++m) {
-    i64 r = r0;
-    for (; r + NR <= r0 + rb; r += NR) tile_q8<C, NR, 1>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
-    for (; r < r0 + rb; ++r) tile_q8<C, 1, 1>(w, a, m, r, y + (m - m0) * ldy + (r - r0), ldy);
+  for (; m + MR <= m0 + mb; m += MR) tile_q8<C, Unpacked, NR, MR>(w, wr, bb, r, a, m, y + (m - m0) * ldy, ldy);
+  for (; m < m0 + mb; ++m) tile_q8<C, Unpacked, NR, 1>(w, wr, bb, r, a, m, y + (m - m0) * ldy, ldy);
+}
+
+template <QContainer C, int NR, int MR>
+void gemm_q8_c(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
+  const std::uint8_t* wr[NR];
+  const bool unpack = C == QContainer::Nibble && mb > 8;  // prefill: unpack each code once per tile
+  thread_local std::vector<std::uint8_t> buf;
+  if (unpack && static_cast<i64>(buf.size()) < NR * w.padded_cols()) buf.resize(static_cast<std::size_t>(NR * w.padded_cols()));
+  i64 r = r0;
+  for (; r < r0 + rb; r += NR) {
+    const i64 n = std::min<i64>(NR, r0 + rb - r);
+    float* yr = y + (r - r0);
+    if (unpack) {
+      unpack_rows(w, r, n, buf.data());
+      for (i64 i = 0; i < n; ++i) wr[i] = buf.data() + i * w.padded_cols();
+      if (n == NR) {
+        rows_q8<C, true, NR, MR>(w, wr, kQBlock, r, a, m0, mb, yr, ldy);
+      } else {
+        for (i64 i = 0; i < n; ++i) rows_q8<C, true, 1, MR>(w, wr + i, kQBlock, r + i, a, m0, mb, yr + i, ldy);
+      }
+    } else {
+      for (i64 i = 0; i < n; ++i) wr[i] = w.row_codes(r + i);
+      if (n == NR) {
+        rows_q8<C, false, NR, MR>(w, wr, w.block_bytes(), r, a, m0, mb, yr, ldy);
+      } else {
+        for (i64 i = 0; i < n; ++i) rows_q8<C, false, 1, MR>(w, wr + i, w.block_bytes(), r + i, a, m0, mb, yr + i, ldy);
+      }
+    }
   }
 }
 
 void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
-  if (w.container == QContainer::Nibble) gemm_q8_c<QContainer::Nibble>(w, a, m0, mb, r0, rb, y, ldy);
-  else gemm_q8_c<QContainer::Byte>(w, a, m0, mb, r0, rb, y, ldy);
+  if (w.container == QContainer::Nibble) gemm_q8_c<QContainer::Nibble, kQ8Rows, kQ8Acts>(w, a, m0, mb, r0, rb, y, ldy);
+  else gemm_q8_c<QContainer::Byte, kQ8Rows, kQ8Acts>(w, a, m0, mb, r0, rb, y, ldy);
 }
 
 // ---- float path: rows of W_hat ---------------------------------------------------------
@@ -225,6 +277,7 @@ void tile_s8(const std::int8_t* w, i64 ldw, const std::int8_t* a, i64 lda, i64 n
   for (int j = 0; j < MR; ++j)
     for (int i = 0; i < NR; ++i) s[j][i] = _mm256_setzero_si256();
   for (i64 k = 0; k < n; k += kQBlock) {
+    LOWBIT_MCA_BEGIN("s8")
     __m256i wv[NR], wu[NR];
     for (int i = 0; i < NR; ++i) {
       wv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * ldw + k));
@@ -234,19 +287,20 @@ void tile_s8(const std::int8_t* w, i64 ldw, const std::int8_t* a, i64 lda, i64 n
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * lda + k));
       for (int i = 0; i < NR; ++i) s[j][i] = dot_u8s8_acc(s[j][i], wu[i], _mm256_sign_epi8(av, wv[i]));
     }
+    LOWBIT_MCA_END("s8")
   }
   for (int j = 0; j < MR; ++j)
     for (int i = 0; i < NR; ++i) acc[j * ldacc + i] = hsum_i32(s[j][i]);
 }
 
-void gemm_s8(const std::int8_t* w, i64 ldw, i64 rb, const std::int8_t* a, i64 lda, i64 mb, i64 n,
-             std::int32_t* acc, i64 ldacc) {
-  constexpr int NR = 4;
+template <int NR, int MR>
+void gemm_s8_t(const std::int8_t* w, i64 ldw, i64 rb, const std::int8_t* a, i64 lda, i64 mb, i64 n,
+               std::int32_t* acc, i64 ldacc) {
   i64 m = 0;
-  for (; m + 2 <= mb; m += 2) {
+  for (; m + MR <= mb; m += MR) {
     i64 r = 0;
-    for (; r + NR <= rb; r += NR) tile_s8<NR, 2>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
-    for (; r < rb; ++r) tile_s8<1, 2>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
+    for (; r + NR <= rb; r += NR) tile_s8<NR, MR>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
+    for (; r < rb; ++r) tile_s8<1, MR>(w + r * ldw, ldw, a + m * lda, lda, n, acc + m * ldacc + r, ldacc);
   }
   for (; m < mb; ++m) {
     i64 r = 0;
@@ -256,6 +310,11 @@ void gemm_s8(const std::int8_t* w, i64 ldw, i64 rb, const std::int8_t* a, i64 ld
 }
 
 }  // namespace
+
+void gemm_s8(const std::int8_t* w, i64 ldw, i64 rb, const std::int8_t* a, i64 lda, i64 mb, i64 n,
+             std::int32_t* acc, i64 ldacc) {
+  gemm_s8_t<kS8Rows, kS8Acts>(w, ldw, rb, a, lda, mb, n, acc, ldacc);
+}
 
 const QMatmulKernels kQMatmulKernels = {quantize_row_q8, gemm_q8, dequantize_rows, gemm_s8};
 
