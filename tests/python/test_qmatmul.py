@@ -138,6 +138,9 @@ def test_w8a8_bit_exact_against_integer_reference(sym, inp, isa):
         got = q.matmul(x, act="int8_token")
         want = w8a8_reference(x, q)
         assert got.tobytes() == want.tobytes(), (isa, M)
+        # per-token scales: each x_k moves by at most max|x_m| / 254, as for the block path
+        W = q.dequantize()
+        assert np.all(np.abs(got - x.astype(np.float64) @ W.T.astype(np.float64)) <= int8_bound(x, W))
 
 
 def test_w8a8_needs_8_bit_per_channel():

@@ -27,11 +27,16 @@
 // Kernel table (QMatmulKernels, one per ISA, kernels/<isa>/qmatmul.cpp): the scalar one is
 // the definition; SIMD variants match it up to float summation order (integer parts exactly).
 //
-// Other weight families plug in through MatmulFormat (see matmul_format()): a format whose
-// blocks can be expressed as (codes, scale, offset) per 32 columns (Q4_0, Q4_1, Q5_x, Q8_0,
-// NF4 via a code table, HQQ) writes a `prepare` into PackedWeights and reuses every kernel;
-// a format that cannot (K-quants' 6-bit sub-scales, FP8) adds its own gemm entry to the
-// per-ISA table and its own `prepare`, keyed by QType beside the format table.
+// Other weight families plug in at two points:
+//   - C++: a prepare_<family>() that fills PackedWeights. Any format whose weights are, per
+//     32-column block, integer codes times a per-group scale plus a per-group offset reuses
+//     every kernel and test unchanged: GGUF Q4_0 (nibbles, group 32, offset -8d), Q4_1
+//     (offset = min), Q8_0 (bytes), Q5_0/Q5_1 (bytes), HQQ (float zero -> offset), NF4/FP4
+//     (codes through a 16-entry table: a third container whose unpack is a vpshufb lookup).
+//     Formats that do not fit (K-quants' 6-bit sub-block scales, FP8) add a QContainer value
+//     and their own gemm entry to QMatmulKernels (one per ISA, scalar first).
+//   - Python: the family's tensor Layout gets `prepare=` returning `kernel(x, act)`
+//     (python/lowbit/tensor.py); QuantizedTensor.matmul and the Llama runtime then use it.
 #pragma once
 
 #include <cstdint>
