@@ -51,6 +51,20 @@ inline std::int32_t hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// sum_k a[k] * b[k] with independent vector accumulators (a scalar chain of dependent adds
+// would cost more than the whole tile when groups are small: one term per group).
+inline float dot_f32(const float* a, const float* b, i64 n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  i64 k = 0;
+  for (; k + 16 <= n; k += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+  }
+  float t = hsum(_mm256_add_ps(s0, s1));
+  for (; k < n; ++k) t += a[k] * b[k];
+  return t;
+}
+
 // 8 x int32: sums of 4 adjacent u8 x s8 products.
 inline __m256i dot_u8s8(__m256i u, __m256i s) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -179,12 +193,7 @@ void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 
   }
   for (int j = 0; j < MR; ++j) {
     const float* gs = a.gsum + (m + j) * a.n_groups;
-    for (int i = 0; i < NR; ++i) {
-      const float* off = w.offset.data() + (r + i) * G;
-      float o = 0.0f;
-      for (i64 g = 0; g < G; ++g) o += off[g] * gs[g];
-      out[j * ldy + i] = hsum(acc[j][i]) + o;
-    }
+    for (int i = 0; i < NR; ++i) out[j * ldy + i] = hsum(acc[j][i]) + dot_f32(w.offset.data() + (r + i) * G, gs, G);
   }
 }
 
