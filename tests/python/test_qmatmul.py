@@ -233,3 +233,15 @@ def test_matmul_never_dequantizes(monkeypatch):
     q.matmul(x)
     q.matmul(x, act="float32")
     assert not calls
+
+
+@pytest.mark.parametrize("act", ["int8", "int8_token"])
+def test_batch_invariant(act, isa):
+    """A row's output does not depend on the other rows of the call (decode vs prefill tiles,
+    register-tile tails): each token gets the same bits alone or in a batch."""
+    q = make_q(8 if act == "int8_token" else 4, 37, 200, -1 if act == "int8_token" else 64, False, False)
+    x = acts(33, 200)
+    batch = q.matmul(x, act=act)
+    for k in range(33):
+        assert batch[k].tobytes() == q.matmul(x[k:k + 1], act=act)[0].tobytes(), k
+    assert batch[:9].tobytes() == q.matmul(x[:9], act=act).tobytes()
