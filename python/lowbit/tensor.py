@@ -178,6 +178,10 @@ class QuantizedTensor:
     def __rmatmul__(self, x: npt.ArrayLike) -> np.ndarray:
         return self.matmul(x)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the prepared kernel is a cache (rebuilt on demand) and not picklable
+        return {k: v for k, v in self.__dict__.items() if k != "_kernel"}
+
     # ---- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a safetensors file with the arrays and a JSON description in its metadata.

@@ -245,3 +245,14 @@ def test_batch_invariant(act, isa):
     for k in range(33):
         assert batch[k].tobytes() == q.matmul(x[k:k + 1], act=act)[0].tobytes(), k
     assert batch[:9].tobytes() == q.matmul(x[:9], act=act).tobytes()
+
+
+def test_prepared_tensor_pickles_without_its_kernel():
+    import copy
+    import pickle
+
+    q = make_q(4, 8, 64, 32, False, False).prepare()
+    x = acts(2, 64)
+    r = pickle.loads(pickle.dumps(q))
+    assert "_kernel" not in r.__dict__
+    assert r.matmul(x).tobytes() == q.matmul(x).tobytes() == copy.deepcopy(q).matmul(x).tobytes()
