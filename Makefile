@@ -55,3 +55,9 @@ wheel: setup
 
 clean:
 	rm -rf build
+
+# Quantized matmul kernels: decode GB/s vs the read bandwidth, prefill GOP/s vs
+# dequantize+SGEMM, at 1 and 2 threads (bench/bench_kernels.py; needs ~2 GB of RAM).
+.PHONY: bench-kernels
+bench-kernels: setup
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive $(RUN) bench/bench_kernels.py

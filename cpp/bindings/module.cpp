@@ -13,6 +13,7 @@ void register_ops(py::module_& m);
 void register_bnb(py::module_& m);
 void register_calibration_free(py::module_& m);
 void register_hqq(py::module_& m);
+void register_qmatmul(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lowbit's compiled core: formats, quantizers and kernels over NumPy arrays.";
@@ -37,4 +38,5 @@ PYBIND11_MODULE(_core, m) {
   register_bnb(m);
   register_calibration_free(m);
   register_hqq(m);
+  register_qmatmul(m);
 }

@@ -200,5 +200,6 @@ LLM_INT8 = Layout(
     "llm_int8",
     lambda q: {"CB": (np.int8, q.shape), "SCB": (np.float32, (q.shape[0],))},
     lambda q: _core.int8_rowwise_dequantize(q.arrays["CB"], q.arrays["SCB"]),
-    matmul=lambda q, x: int8_linear(x, q))
+    # LLM.int8 multiplies without dequantizing; it has one activation mode of its own
+    prepare=lambda q: lambda x, act: int8_linear(x, q))
 register_layout("llm_int8", LLM_INT8)

@@ -126,29 +126,61 @@ class QuantizedTensor:
         """float32 ``(out_features, in_features)`` reconstruction ``W_hat``."""
         return self.layout.dequantize(self)
 
-    def matmul(self, x: npt.ArrayLike) -> np.ndarray:
-        """``x @ W_hat.T``: x float ``(..., in_features)`` -> float32 ``(..., out_features)``.
+    def prepare(self) -> "QuantizedTensor":
+        """Repack the arrays once into the kernel layout of :meth:`matmul` (cached; idempotent).
 
-        Reference implementation (dequantize, then a float32 BLAS matmul); the fast kernels
-        that never materialise ``W_hat`` come with the kernel work.
+        Called by the first :meth:`matmul`; call it at load time to keep that cost out of the
+        first product. Returns self. Formats whose layout has no kernel yet are left as they are.
+        """
+        if self.__dict__.get("_kernel") is None:
+            prep = self.layout.prepare
+            self.__dict__["_kernel"] = prep(self) if prep is not None else None
+        return self
+
+    def matmul(self, x: npt.ArrayLike, act: str = "int8") -> np.ndarray:
+        """``x @ W_hat.T`` from the packed weights: x ``(..., in_features)`` -> float32 ``(..., out_features)``.
+
+        x may be float32, float16 or ml_dtypes.bfloat16 (read as is) or any other numeric
+        dtype (converted to float32). ``act`` chooses how activations enter the kernel:
+
+        * ``"int8"`` (default): quantized per 32-column block to int8 (ggml's Q8_0), integer
+          dot products. Error vs the float product of W_hat is at most
+          ``sum_k |W_hat[r, k]| * d(k) / 2`` with ``d = max|x| / 127`` over k's block.
+        * ``"float32"``: dequantized weight tiles times a float32 GEMM (float32-accurate).
+        * ``"int8_token"``: W8A8 (SmoothQuant style): one int8 scale per row of x; 8-bit
+          weights with one group per row only; exact int32 accumulation.
+
+        Weights are repacked once (:meth:`prepare`); formats without a kernel yet fall back
+        to dequantize-then-matmul (float32).
         """
         x = np.asarray(x)
-        if x.dtype.kind not in "fiu" or x.ndim == 0:
+        if x.dtype.kind not in "fiuV" or x.ndim == 0:
             raise TypeError(f"x must be a numeric array of shape (..., {self.shape[1]}), got dtype "
                             f"{x.dtype} ndim {x.ndim}")
         if x.shape[-1] != self.shape[1]:
             raise ValueError(f"x.shape[-1] must equal in_features={self.shape[1]}, got x.shape={x.shape}")
-        x32 = np.ascontiguousarray(x, dtype=np.float32)
-        if self.layout.matmul is not None:  # a family with its own product (LLM.int8 ...)
-            y = self.layout.matmul(self, x32.reshape(-1, self.shape[1]))
-            return y.reshape(*x32.shape[:-1], self.shape[0])
-        # lowbit's own GEMM (OpenMP), not NumPy's BLAS: two busy-waiting thread pools in one
-        # process slow each other down badly on a small machine
-        y = _core.linear(x32.reshape(-1, self.shape[1]), self.dequantize(), None)
-        return y.reshape(*x32.shape[:-1], self.shape[0])
+        if not (x.dtype in (np.float32, np.float16) or x.dtype.name == "bfloat16"):
+            x = x.astype(np.float32)
+        x2 = x.reshape(-1, self.shape[1])
+        kernel = self.prepare().__dict__["_kernel"]
+        if x2.shape[0] == 0:
+            y = np.zeros((0, self.shape[0]), np.float32)
+        elif kernel is not None:
+            y = kernel(x2, act)
+        else:
+            if act not in ("int8", "float32", "int8_token"):
+                raise ValueError(f"act must be 'int8', 'float32' or 'int8_token', got {act!r}")
+            # lowbit's own GEMM (OpenMP), not NumPy's BLAS: two busy-waiting thread pools in one
+            # process slow each other down badly on a small machine
+            y = _core.linear(np.ascontiguousarray(x2, dtype=np.float32), self.dequantize(), None)
+        return y.reshape(*x.shape[:-1], self.shape[0])
 
     def __rmatmul__(self, x: npt.ArrayLike) -> np.ndarray:
         return self.matmul(x)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the prepared kernel is a cache (rebuilt on demand) and not picklable
+        return {k: v for k, v in self.__dict__.items() if k != "_kernel"}
 
     # ---- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -248,16 +280,16 @@ class Layout:
         arrays: ``fn(q) -> {array name: (dtype, shape)}`` of the required arrays.
         dequantize: ``fn(q) -> float32 (out, in)``.
         optional_arrays: like ``arrays``, for arrays that may be absent.
-        matmul: ``fn(q, x) -> float32 (tokens, out)`` for x float32 C-contiguous
-            ``(tokens, in)``, when the family multiplies without dequantizing (LLM.int8);
-            None: dequantize, then a float32 GEMM.
+        prepare: ``fn(q) -> kernel`` repacking q once for the fast matmul, where ``kernel(x,
+            act)`` maps float ``x [M, in]`` to float32 ``[M, out]`` (see
+            :meth:`QuantizedTensor.matmul` for ``act``). None: matmul dequantizes.
     """
 
     name: str
     arrays: Callable[["QuantizedTensor"], _Spec]
     dequantize: Callable[["QuantizedTensor"], np.ndarray]
     optional_arrays: Callable[["QuantizedTensor"], _Spec] | None = None
-    matmul: Callable[["QuantizedTensor", np.ndarray], np.ndarray] | None = None
+    prepare: Callable[["QuantizedTensor"], Callable[[np.ndarray, str], np.ndarray]] | None = None
 
 
 _LAYOUTS: dict[str, Layout] = {}
@@ -300,8 +332,15 @@ def _grouped_dequantize(q: "QuantizedTensor") -> np.ndarray:
                                     q.group_size, q.per_tensor, a.get("g_idx"))
 
 
+def _grouped_prepare(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.ndarray]:
+    a = q.arrays
+    packed = _core.prepare_grouped(a["qweight"], a["scales"], a["zeros"], q.bits, q.shape[0], q.shape[1],
+                                   q.group_size, q.per_tensor, a.get("g_idx"))
+    return lambda x, act: _core.qmatmul(x, packed, act)
+
+
 GROUPED = Layout("grouped", _grouped_arrays, _grouped_dequantize,
-                 optional_arrays=lambda q: {"g_idx": (np.int32, (q.shape[1],))})
+                 optional_arrays=lambda q: {"g_idx": (np.int32, (q.shape[1],))}, prepare=_grouped_prepare)
 
 BLOCKS = Layout(
     "blocks",

@@ -86,6 +86,9 @@ class LlamaModel:
     source: dict[str, Any] = field(default_factory=dict)   # where it came from (path, format, metadata)
     # what quantize_model did (configs, calibration provenance, per-layer figures); None if dense
     quantization: dict[str, Any] | None = None
+    # how quantized linears take their input (QuantizedTensor.matmul's act): "int8" (int8
+    # activation blocks, the fast path) or "float32" (float32-accurate reference)
+    matmul_act: str = "int8"
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -151,7 +154,7 @@ class LlamaModel:
         """Apply linear layer ``name`` (e.g. ``"model.layers.0.mlp.up_proj"``) to float32 ``x [T, in]``."""
         w = self.weights[name + ".weight"]
         if isinstance(w, QuantizedTensor):
-            y = w.matmul(x)
+            y = w.matmul(x, act=self.matmul_act)
         else:
             y = _core.linear(x, w, None)
         b = self._norms.get(name + ".bias")

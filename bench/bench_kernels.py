@@ -1,0 +1,168 @@
+"""Quantized matmul kernels: decode (M=1) and prefill (M=512) against in-run baselines.
+
+One run, at 1 and 2 threads, prints:
+
+* the machine's memory read bandwidth (STREAM-style read of a 1 GiB buffer, and triad) and
+  its SGEMM rate (NumPy; threadpoolctl names the BLAS kernel), both measured here;
+* for each format and weight shape (4096x4096 and 14336x4096, out x in): the time of
+  ``_core.qmatmul`` cycling through enough distinct weight copies (>= --working-set MB) that
+  caches cannot hold them; decode GB/s of weight bytes (codes + scales) and its share of the
+  read bandwidth; prefill GOP/s (2*M*N*K);
+* baselines: float32 NumPy matmul of the dequantized weights (decode cycles through float32
+  copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before).
+
+Timings on a shared machine are noisy: medians of --repeats, ratios within this run.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive \
+        PYTHONPATH=build/python .venv/bin/python bench/bench_kernels.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import lowbit as lb
+from lowbit import _core
+
+# name, bits, group_size, sym, act
+FORMATS = [
+    ("int4 g128 asym", 4, 128, False, "int8"),
+    ("int4 g32 sym", 4, 32, True, "int8"),
+    ("int8 channel sym", 8, -1, True, "int8"),
+    ("int8 W8A8", 8, -1, True, "int8_token"),
+    ("int3 g128 (nibble path)", 3, 128, False, "int8"),
+    ("int4 g128 float32-act", 4, 128, False, "float32"),
+]
+SHAPES = [(4096, 4096), (14336, 4096)]
+
+
+def median_time(fn, repeats: int, inner: int = 1) -> float:
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        ts.append((time.perf_counter() - t0) / inner)
+    return statistics.median(ts)
+
+
+def blas_info() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return "; ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})"
+                     for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def blas_threads(n: int):
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=n, user_api="blas")
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+
+
+def random_grouped(bits: int, out: int, inp: int, group_size: int, sym: bool, seed: int = 0):
+    """Random codes/scales/zeros in lowbit's grouped layout (the kernels' speed is data-independent)."""
+    rng = np.random.default_rng(seed)
+    gs = inp if group_size <= 0 else group_size
+    G = -(-inp // gs)
+    codes = rng.integers(0, 2**bits, size=(out, inp), dtype=np.uint8)
+    qweight = _core.pack_codes(codes, bits)
+    scales = (rng.random((out, G), dtype=np.float32) * 0.01 + 1e-3).astype(np.float32)
+    zeros = (np.full((out, G), 2 ** (bits - 1), np.uint8) if sym
+             else rng.integers(0, 2**bits, size=(out, G), dtype=np.uint8))
+    return qweight, scales, zeros, gs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--working-set", type=int, default=512, help="MB of distinct weights to cycle through")
+    ap.add_argument("--prefill-m", type=int, default=512)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--quick", action="store_true", help="first shape only, fewer formats")
+    args = ap.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    shapes = SHAPES[:1] if args.quick else SHAPES
+    formats = FORMATS[:3] if args.quick else FORMATS
+    info = lb.cpu_info()
+    print(f"lowbit {lb.__version__}, kernels {info['isa']}, NumPy {np.__version__}, BLAS: {blas_info()}")
+    print(f"medians of {args.repeats}; weights cycled through >= {args.working_set} MB of distinct copies\n")
+
+    # ---- machine: bandwidth and SGEMM --------------------------------------------------------
+    buf = np.ones(1 << 30, np.uint8)
+    n = 1 << 26
+    a, b, c = np.zeros(n, np.float32), np.ones(n, np.float32), np.ones(n, np.float32)
+    K0, M0 = 4096, args.prefill_m
+    A = np.random.default_rng(1).standard_normal((M0, K0)).astype(np.float32)
+    B = np.random.default_rng(2).standard_normal((K0, K0)).astype(np.float32)
+    read_bw, sgemm = {}, {}
+    print(f"{'threads':>7s} {'read GB/s':>10s} {'triad GB/s':>11s} {'SGEMM GFLOP/s':>14s}")
+    for t in threads:
+        lb.set_num_threads(t)
+        tr = median_time(lambda: _core.stream_read(buf), args.repeats)
+        tt = median_time(lambda: _core.stream_triad(a, b, c, 3.0), args.repeats)
+        with blas_threads(t):
+            ts = median_time(lambda: A @ B.T, args.repeats)
+        read_bw[t] = buf.nbytes / tr / 1e9
+        sgemm[t] = 2 * M0 * K0 * K0 / ts / 1e9
+        print(f"{t:7d} {read_bw[t]:10.1f} {3 * a.nbytes / tt / 1e9:11.1f} {sgemm[t]:14.1f}")
+    del buf, a, b, c
+    print()
+
+    # ---- kernels ---------------------------------------------------------------------------
+    hdr = (f"{'format':24s} {'shape':>11s} {'thr':>3s} | {'decode us':>9s} {'GB/s':>6s} {'%read':>6s}"
+           f" {'vs f32':>7s} | {'prefill ms':>10s} {'GOP/s':>7s} {'vs deq+SGEMM':>12s}")
+    print(hdr)
+    print("-" * len(hdr))
+    for out, inp in shapes:
+        # baselines: float32 weights (decode), dequantize + SGEMM (prefill)
+        W = np.random.default_rng(3).standard_normal((out, inp)).astype(np.float32)
+        n_f32 = max(1, -(-args.working_set * 10**6 // W.nbytes))
+        Ws = [W.copy() for _ in range(n_f32)]
+        x1 = np.random.default_rng(4).standard_normal((1, inp)).astype(np.float32)
+        xp = np.random.default_rng(5).standard_normal((args.prefill_m, inp)).astype(np.float32)
+        qw, sc, zs, gs = random_grouped(4, out, inp, 128, False)
+        base = {}
+        for t in threads:
+            with blas_threads(t):
+                it = iter(range(10**9))
+                td = median_time(lambda: x1 @ Ws[next(it) % n_f32].T, args.repeats, inner=n_f32)
+                lb.set_num_threads(t)
+                tp = median_time(lambda: xp @ _core.dequantize_grouped(qw, sc, zs, 4, out, inp, gs).T,
+                                 max(1, args.repeats // 2))
+            base[t] = (td, tp)
+            print(f"{'float32 (numpy)':24s} {f'{out}x{inp}':>11s} {t:3d} | {1e6 * td:9.0f} "
+                  f"{W.nbytes / td / 1e9:6.1f} {100 * W.nbytes / td / 1e9 / read_bw[t]:5.0f}% {'1.00x':>7s} | "
+                  f"{1e3 * tp:10.1f} {2 * args.prefill_m * out * inp / tp / 1e9:7.1f} {'1.00x':>12s}")
+        del Ws
+        for name, bits, group_size, sym, act in formats:
+            qw, sc, zs, gs = random_grouped(bits, out, inp, group_size, sym)
+            first = _core.prepare_grouped(qw, sc, zs, bits, out, inp, gs)
+            n_copies = max(1, -(-args.working_set * 10**6 // first.nbytes))
+            packs = [first] + [_core.prepare_grouped(qw, sc, zs, bits, out, inp, gs) for _ in range(n_copies - 1)]
+            for t in threads:
+                lb.set_num_threads(t)
+                it = iter(range(10**9))
+                td = median_time(lambda: _core.qmatmul(x1, packs[next(it) % n_copies], act), args.repeats,
+                                 inner=n_copies)
+                tp = median_time(lambda: _core.qmatmul(xp, packs[next(it) % n_copies], act), max(1, args.repeats // 2))
+                gbs = first.nbytes / td / 1e9
+                print(f"{name:24s} {f'{out}x{inp}':>11s} {t:3d} | {1e6 * td:9.0f} {gbs:6.1f} "
+                      f"{100 * gbs / read_bw[t]:5.0f}% {base[t][0] / td:6.2f}x | {1e3 * tp:10.1f} "
+                      f"{2 * args.prefill_m * out * inp / tp / 1e9:7.1f} {base[t][1] / tp:11.2f}x")
+            del packs, first
+        print()
+    lb.set_num_threads(0)
+
+
+if __name__ == "__main__":
+    main()
