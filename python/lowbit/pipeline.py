@@ -41,6 +41,7 @@ import numpy as np
 from .config import QuantConfig
 from .data import Calibration
 from .evaluate import peak_memory_mb
+from .gguf_mixtures import expand_layer_config
 from .models.llama import LlamaModel
 from .quantize import method_statistics, quantize
 from .statistics import HessianAccumulator
@@ -69,6 +70,9 @@ def resolve_layer_configs(model: LlamaModel, config: QuantConfig | None, *,
     None to leave the layer unquantized; the first matching pattern wins, then ``config``.
     ``skip`` lists substrings of names to leave alone (default: the embedding and lm_head;
     lm_head is never quantized by the block walk, and the embedding is not a linear).
+    A ``GGUFConfig`` naming a llama.cpp mixture (``type="Q4_K_M"``, or an ftype such as ``"Q4_0"``)
+    becomes, per layer, the GGUFConfig of the ggml type llama.cpp's quantizer gives that tensor
+    (``lowbit.gguf_mixtures``); a layer it leaves in F16 (row length no block divides) stays dense.
     """
     skip = tuple(skip)
     rules = []
@@ -90,6 +94,7 @@ def resolve_layer_configs(model: LlamaModel, config: QuantConfig | None, *,
             if rx.search(name):
                 cfg = c
                 break
+        cfg = expand_layer_config(model, name, cfg)  # a llama.cpp mixture -> this layer's ggml type
         if cfg is not None:
             method_statistics(cfg)  # NotImplementedError now, not after an hour
             out[name] = cfg
