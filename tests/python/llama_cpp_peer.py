@@ -37,11 +37,19 @@ def llama_cpp_version() -> str:
 
 def quantize_gguf(src: str | os.PathLike[str], dst: str | os.PathLike[str], mixture: str, *,
                   imatrix: Mapping[str, np.ndarray] | None = None, nthread: int = 1,
-                  allow_requantize: bool = False) -> None:
-    """``llama-quantize src dst MIXTURE`` with ``imatrix`` ({GGUF tensor name: float32 [n_in]})."""
+                  allow_requantize: bool = False, output_type: str | None = None,
+                  token_embedding_type: str | None = None) -> None:
+    """``llama-quantize src dst MIXTURE`` with ``imatrix`` ({GGUF tensor name: float32 [n_in]})
+    and optional ``--output-tensor-type`` / ``--token-embedding-type`` (ggml type names)."""
+    import gguf
+
     quiet()
     p = llama_cpp.llama_model_quantize_default_params()
     p.ftype = FTYPES[mixture.upper()]
+    if output_type:
+        p.output_tensor_type = int(gguf.GGMLQuantizationType[output_type.upper()])
+    if token_embedding_type:
+        p.token_embedding_type = int(gguf.GGMLQuantizationType[token_embedding_type.upper()])
     p.nthread = nthread
     p.allow_requantize = allow_requantize
     keep = []
@@ -61,11 +69,14 @@ def quantize_gguf(src: str | os.PathLike[str], dst: str | os.PathLike[str], mixt
         raise RuntimeError(f"llama_model_quantize({src}, {mixture}) failed with {rc}")
 
 
-def llama_cpp_logits(path: str | os.PathLike[str], tokens: Sequence[int], *, n_threads: int = 2) -> np.ndarray:
-    """float32 ``[len(tokens), n_vocab]`` logits of llama.cpp's forward pass over ``tokens``."""
+def llama_cpp_logits(path: str | os.PathLike[str], tokens: Sequence[int], *, n_threads: int = 2,
+                     kv_type: int = 0) -> np.ndarray:
+    """float32 ``[len(tokens), n_vocab]`` logits of llama.cpp's forward pass over ``tokens``.
+    The KV cache is float32 (``kv_type=0``; llama.cpp's default F16 cache rounds keys and values
+    to half precision, a ~1e-3 difference that is not the file's)."""
     quiet()
     llm = llama_cpp.Llama(model_path=str(Path(path)), logits_all=True, n_ctx=max(64, len(tokens)), n_batch=len(tokens),
-                          n_threads=n_threads, verbose=False, seed=0)
+                          n_threads=n_threads, verbose=False, seed=0, type_k=kv_type, type_v=kv_type)
     try:
         llm.eval(list(tokens))
         return np.array(llm.scores[: len(tokens)], dtype=np.float32)

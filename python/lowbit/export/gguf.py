@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from ..gguf_mixtures import MIXTURES, PLAIN_TYPES, file_type_id, gguf_tensor_name, tensor_type
+from ..gguf_mixtures import MIXTURES, PLAIN_TYPES, _ggml_name, file_type_id, gguf_tensor_name, tensor_type
 from ..tensor import QuantizedTensor
 
-__all__ = ["GGUF_ALIGNMENT", "save_gguf", "gguf_tensor_plan", "tokenizer_metadata", "permute_qk_rows"]
+__all__ = ["GGUF_ALIGNMENT", "save_gguf", "gguf_tensor_plan", "tokenizer_metadata", "permute_qk_rows", "read_gguf_kv"]
 
 GGUF_ALIGNMENT = 32
 _QUANTIZATION_VERSION = 2  # GGML_QNT_VERSION
@@ -172,7 +172,8 @@ def _resolve_type(model: Any, type: Any) -> tuple[str | None, Any]:
 
 
 def gguf_tensor_plan(model: Any, *, type: Any = None, imatrix: Mapping[str, np.ndarray] | None = None,
-                     dtype: str = "auto") -> list[TensorPlan]:
+                     dtype: str = "auto", output_type: str | None = None,
+                     token_embedding_type: str | None = None) -> list[TensorPlan]:
     """Every tensor :func:`save_gguf` writes, in file order, with its ggml type (nothing is
     computed until a plan's ``data()`` is called). Arguments as in :func:`save_gguf`."""
     from ..formats import format_info
@@ -206,7 +207,11 @@ def gguf_tensor_plan(model: Any, *, type: Any = None, imatrix: Mapping[str, np.n
             plans.append(TensorPlan(name, w.format, shape, _packed(w.arrays["qweight"], heads), "copy"))
             continue
         t = None
-        if mixture is not None:
+        if name == "output.weight" and output_type:
+            t = _ggml_name(output_type)
+        elif name == "token_embd.weight" and token_embedding_type:
+            t = _ggml_name(token_embedding_type)
+        elif mixture is not None:
             t = tensor_type(name, shape, cfg.num_hidden_layers, mixture, **facts)
         if t is None:
             t = "f32" if len(shape) == 1 else _dense_type(w, dtype)
@@ -272,29 +277,98 @@ def _hparams(model: Any, arch: str) -> list[tuple[str, Any, str]]:
     return kv
 
 
-def _source_gguf_fields(model: Any) -> Any | None:
-    """The ``gguf.GGUFReader`` of the model's GGUF source file, if it has one on disk."""
+# GGUF value types: struct format of the scalars (8 string, 9 array)
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_NP = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8", 12: "<f8"}
+
+
+def read_gguf_kv(path: str | os.PathLike[str]) -> list[tuple[str, int, int | None, Any]]:
+    """The metadata key/values of a (little-endian, v2/v3) GGUF file in file order:
+    ``(key, value type, array element type or None, value)``, strings decoded as UTF-8.
+
+    Reads only the header (a vocabulary of 100k strings takes a fraction of a second, where
+    ``gguf.GGUFReader`` builds a NumPy view per string). ValueError names the file when it is
+    not GGUF or is truncated.
+    """
+    import mmap
+    import struct
+
+    path = Path(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        off = 0
+
+        def take(fmt: str) -> Any:
+            nonlocal off
+            v = struct.unpack_from(fmt, buf, off)[0]
+            off += struct.calcsize(fmt)
+            return v
+
+        def string() -> str:
+            nonlocal off
+            n = take("<Q")
+            if off + n > len(buf):
+                raise ValueError(f"{path}: truncated GGUF header")
+            v = bytes(buf[off:off + n]).decode("utf-8")
+            off += n
+            return v
+
+        def value(t: int) -> Any:
+            nonlocal off
+            if t in _SCALARS:
+                v = take(_SCALARS[t])
+                return bool(v) if t == 7 else v
+            if t == 8:
+                return string()
+            raise ValueError(f"{path}: unexpected GGUF value type {t}")
+
+        try:
+            if bytes(buf[:4]) != b"GGUF":
+                raise ValueError(f"{path}: not a GGUF file")
+            off = 4
+            version = take("<I")
+            if version not in (2, 3):
+                raise ValueError(f"{path}: GGUF version {version} is not supported")
+            take("<Q")
+            n_kv = take("<Q")
+            out: list[tuple[str, int, int | None, Any]] = []
+            for _ in range(n_kv):
+                key = string()
+                t = take("<I")
+                if t != 9:
+                    out.append((key, t, None, value(t)))
+                    continue
+                sub, n = take("<I"), take("<Q")
+                if sub in _NP:
+                    size = n * np.dtype(_NP[sub]).itemsize
+                    if off + size > len(buf):
+                        raise ValueError(f"{path}: truncated GGUF header")
+                    arr = np.frombuffer(buf[off:off + size], _NP[sub])  # a copy: no view into the map
+                    off += size
+                    vals: Any = [bool(x) for x in arr] if sub == 7 else arr.tolist()
+                elif sub == 8:
+                    vals = [string() for _ in range(n)]
+                else:
+                    raise NotImplementedError(f"{path}: nested GGUF array {key!r} cannot be copied")
+                out.append((key, t, sub, vals))
+        except (struct.error, ValueError, UnicodeDecodeError) as e:
+            if isinstance(e, ValueError) and str(e).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: corrupt or truncated GGUF header ({type(e).__name__}: {e})") from e
+    return out
+
+
+def _source_gguf_kv(model: Any) -> list[tuple[str, int, int | None, Any]] | None:
+    """The metadata of the model's GGUF source file, if it has one on disk."""
     src = model.source if isinstance(model.source, Mapping) else {}
     if src.get("format") != "gguf" or not src.get("path") or not Path(src["path"]).is_file():
         return None
-    from gguf import GGUFReader
-
-    return GGUFReader(src["path"], "r")
+    return read_gguf_kv(src["path"])
 
 
-def _copy_fields(reader: Any, keep: Callable[[str], bool]) -> list[tuple[str, Any, Any, Any]]:
-    from gguf import GGUFValueType
+def _copy_fields(kv: list[tuple[str, int, int | None, Any]], keep: Callable[[str], bool]) -> list[tuple[str, Any, Any, Any]]:
+    from gguf import GGUFValueType as V
 
-    out = []
-    for key, f in reader.fields.items():
-        if not keep(key):
-            continue
-        vtype = f.types[0]
-        sub = f.types[-1] if vtype == GGUFValueType.ARRAY and len(f.types) > 1 else None
-        if vtype == GGUFValueType.ARRAY and sub == GGUFValueType.ARRAY:
-            raise NotImplementedError(f"nested GGUF array {key!r} cannot be copied")
-        out.append((key, f.contents(), vtype, sub))
-    return out
+    return [(k, v, V(t), V(sub) if sub is not None else None) for k, t, sub, v in kv if keep(k)]
 
 
 def _llama2c_vocab_kv(tok: Any, vocab_size: int) -> dict[str, Any]:
@@ -372,15 +446,16 @@ def _bpe_vocab_kv(model: Any) -> dict[str, Any]:
                               f"({', '.join(SUPPORTED_PRE_TOKENIZERS)}): cannot name its tokenizer.ggml.pre")
 
 
-def tokenizer_metadata(model: Any) -> list[tuple[str, Any, Any, Any]]:
+def tokenizer_metadata(model: Any, source_kv: list[tuple[str, int, int | None, Any]] | None = None
+                       ) -> list[tuple[str, Any, Any, Any]]:
     """The ``tokenizer.*`` key/values for the model: ``(key, value, GGUFValueType, array
     element type or None)``. Raises NotImplementedError for a tokenizer GGUF cannot describe
     here, ValueError when the model has none."""
     from gguf import GGUFValueType as V
 
-    reader = _source_gguf_fields(model)
-    if reader is not None and any(k.startswith("tokenizer.") for k in reader.fields):
-        return _copy_fields(reader, lambda k: k.startswith("tokenizer."))
+    source_kv = _source_gguf_kv(model) if source_kv is None else source_kv
+    if source_kv and any(k.startswith("tokenizer.") for k, _, _, _ in source_kv):
+        return _copy_fields(source_kv, lambda k: k.startswith("tokenizer."))
     tok = model.tokenizer
     if tok is None:
         raise ValueError("the model has no tokenizer; llama.cpp needs one in the GGUF file")
@@ -425,6 +500,7 @@ def _file_type(mixture: str | None, plans: list[TensorPlan]) -> int | None:
 # ----------------------------------------------------------------------------------- write
 def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
               imatrix: Mapping[str, np.ndarray] | str | os.PathLike[str] | None = None, dtype: str = "auto",
+              output_type: str | None = None, token_embedding_type: str | None = None,
               name: str | None = None, overwrite: bool = True) -> Path:
     """Write ``model`` (a :class:`~lowbit.models.llama.LlamaModel`) as a GGUF file; returns the path.
 
@@ -436,6 +512,9 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
             or the path of a llama.cpp imatrix file (``.gguf`` or legacy ``.dat``).
         dtype: storage of dense 2-D tensors no type applies to: ``"auto"`` (their own dtype),
             ``"f32"``, ``"f16"`` or ``"bf16"``. 1-D tensors are always F32.
+        output_type, token_embedding_type: ggml type for ``output.weight`` / ``token_embd.weight``
+            when they are dense, overriding the mixture (llama-quantize's ``--output-tensor-type``
+            and ``--token-embedding-type``).
         name: ``general.name`` (default: the source's, else the file name).
         overwrite: replace an existing file (else FileExistsError).
 
@@ -453,16 +532,18 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
         from ..imatrix import load_imatrix
         imatrix = load_imatrix(imatrix).values
     mixture, _ = _resolve_type(model, type)
-    plans = gguf_tensor_plan(model, type=type, imatrix=imatrix, dtype=dtype)
+    plans = gguf_tensor_plan(model, type=type, imatrix=imatrix, dtype=dtype, output_type=output_type,
+                             token_embedding_type=token_embedding_type)
     arch = _arch(model)
-    reader = _source_gguf_fields(model)
+    source_kv = _source_gguf_kv(model) or []
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     os.close(fd)
+    w = None
     try:
         w = GGUFWriter(tmp, arch)
         w.add_type("model")
-        general = _copy_fields(reader, lambda k: k in _KEEP_GENERAL and k != "general.type") if reader else []
+        general = _copy_fields(source_kv, lambda k: k in _KEEP_GENERAL and k != "general.type")
         given_name = name or next((v for k, v, _, _ in general if k == "general.name"), None) or path.stem
         w.add_name(str(given_name))
         for k, v, vt, sub in general:
@@ -475,7 +556,7 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
             w.add_file_type(ft)
         if any(p.ggml_type not in ("f32", "f16", "bf16") for p in plans):
             w.add_quantization_version(_QUANTIZATION_VERSION)
-        for k, v, vt, sub in tokenizer_metadata(model):
+        for k, v, vt, sub in tokenizer_metadata(model, source_kv):
             w.add_key_value(k, v, vt, sub)
         for p in plans:
             _add_info(w, p)
@@ -489,6 +570,8 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
         w.close()
         os.replace(tmp, path)
     except BaseException:
+        if w is not None:
+            w.close()
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
