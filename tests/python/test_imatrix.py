@@ -165,7 +165,6 @@ def test_dat_file_layout_and_round_trip(tmp_path):
     back = load_imatrix(path)
     assert back.datasets == ["wiki.valid.raw"] and back.chunk_count == 3
     for k in im.sums:
-        vals = np.frombuffer(expect, "<f4")  # noqa: F841 (layout checked above)
         stored = (im.sums[k].astype(np.float32) / np.float32(1536)) * np.float32(3)
         np.testing.assert_array_equal(back.values[k], stored / np.float32(3))  # quantize: values / ncall
         np.testing.assert_allclose(back.values[k], im.values[k], rtol=1e-6)
