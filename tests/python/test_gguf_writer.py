@@ -453,3 +453,47 @@ def test_smollm2_llama_cpp_tokens_and_logits(smol2, tmp_path):
         llm.close()
     toks = smol2.tokenizer.encode("The quick brown fox jumps over the lazy dog. It was a sunny day in the park")
     assert _rel(peer.llama_cpp_logits(path, toks), smol2.forward(toks)) < 1e-3
+
+
+def _gguf_method_available(*types: str) -> bool:
+    import importlib
+
+    qmod = importlib.import_module("lowbit.quantize")
+    return lb.GGUFConfig in qmod._METHODS and all(t in FORMATS for t in types)
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.parametrize("mixture", ["Q4_K_M", "Q8_0"])
+def test_cli_quantize_gguf_identical_to_llama_quantize(mixture, synth, tmp_path, capsys):
+    """``lowbit quantize SRC --type MIXTURE --format gguf`` (the pipeline: per-layer types from the
+    mixture, lowbit's ggml quantizers, then the writer quantizing token_embd/output) writes the
+    tensor data llama-quantize writes from the same F32 file."""
+    peer = _peer()
+    types = {"Q4_K_M": ("q4_K", "q6_K"), "Q8_0": ("q8_0",)}[mixture]
+    if not _gguf_method_available(*types):
+        pytest.skip(f"lowbit's ggml quantizers for {types} are not in this build")
+    import importlib
+
+    if importlib.import_module("lowbit.quantize").method_statistics(lb.GGUFConfig(type=mixture)):
+        pytest.skip("the GGUF method asks for calibration statistics: its bytes would follow that imatrix")
+    from lowbit.cli import main
+
+    src = save_gguf(synth, tmp_path / "f32.gguf")
+    out, ref = tmp_path / "ours.gguf", tmp_path / "ref.gguf"
+    assert main(["quantize", str(src), "--type", mixture, "--format", "gguf", "--out", str(out), "--json"]) == 0
+    peer.quantize_gguf(src, ref, mixture)
+    a, b = gguf.GGUFReader(out), gguf.GGUFReader(ref)
+    assert [(t.name, t.tensor_type) for t in a.tensors] == [(t.name, t.tensor_type) for t in b.tensors]
+    for ta, tb in zip(a.tensors, b.tensors):
+        assert np.array_equal(np.asarray(ta.data).view(np.uint8), np.asarray(tb.data).view(np.uint8)), ta.name
+
+
+def test_cli_quantize_gguf_errors(synth, tmp_path, capsys):
+    """A method GGUF cannot hold is refused with a clear message (and no file)."""
+    from lowbit.cli import main
+
+    src = save_gguf(synth, tmp_path / "f32.gguf")
+    out = tmp_path / "rtn.gguf"
+    assert main(["quantize", str(src), "--method", "rtn", "--format", "gguf", "--out", str(out), "--json"]) == 2
+    assert "GGUF cannot store" in capsys.readouterr().err
+    assert not out.exists()
