@@ -111,6 +111,9 @@ def tensor_type(name: str, shape: tuple[int, ...], n_layers: int, mixture: str, 
                 n_gqa: int = 1, has_imatrix: bool = False, is_70b: bool = False) -> str | None:
     """The ggml type llama.cpp's quantizer gives tensor ``name`` under ``mixture``.
 
+    A plain type that is no llama.cpp file type (``"Q4_K"``, ``"Q3_K"``, ``"IQ4_NL"``) gives every
+    quantizable tensor that type (with the row-length fallback).
+
     Args:
         name: GGUF tensor name (``"blk.3.attn_v.weight"``, ``"token_embd.weight"``).
         shape: the tensor's NumPy shape ``(out_features, in_features)``: the row length is the
@@ -133,6 +136,8 @@ def tensor_type(name: str, shape: tuple[int, ...], n_layers: int, mixture: str, 
     if new in ("f32", "f16", "bf16"):
         return new
     ncols = int(shape[-1])
+    if m not in MIXTURES:  # a single type that is no llama.cpp ftype (Q4_K, IQ4_NL...): every weight
+        return _fallback(new, ncols)
     match = _BLK.match(name)
     i = int(match.group(1)) if match else -1
     n = n_layers

@@ -192,3 +192,11 @@ def test_pipeline_expands_mixture(shared_data, monkeypatch):
     assert s["model.layers.0.mlp.up_proj"] == GGUFConfig(type="Q5_0")  # 64-wide rows: Q4_K -> Q5_0
     other = resolve_layer_configs(model, lb.RTNConfig(bits=4))
     assert set(v.quant_method for v in other.values()) == {"rtn"}
+
+
+def test_plain_types_that_are_no_ftype_apply_everywhere():
+    """GGUFConfig(type="Q4_K") is one type, not llama.cpp's Q4_K_M alias: output too."""
+    assert tensor_type("output.weight", (512, 4096), 32, "Q4_K") == "q4_K"
+    assert tensor_type("blk.0.attn_v.weight", (512, 4096), 32, "Q4_K") == "q4_K"
+    assert tensor_type("blk.0.attn_v.weight", (512, 576), 32, "Q4_K") == "q5_0"
+    assert tensor_type("token_embd.weight", (512, 576), 32, "IQ4_NL") == "iq4_nl"

@@ -509,7 +509,8 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
             for the tensors that are still dense: each gets the type llama.cpp's quantizer would
             choose. Default: the GGUF mixture the model was quantized with, if any, else none.
         imatrix: importance matrix for those quantizations: ``{GGUF tensor name: float32 [in]}``
-            or the path of a llama.cpp imatrix file (``.gguf`` or legacy ``.dat``).
+            or the path of a llama.cpp imatrix file (``.gguf`` or legacy ``.dat``). Default:
+            the imatrix file of the GGUFConfig the model was quantized with, if any.
         dtype: storage of dense 2-D tensors no type applies to: ``"auto"`` (their own dtype),
             ``"f32"``, ``"f16"`` or ``"bf16"``. 1-D tensors are always F32.
         output_type, token_embedding_type: ggml type for ``output.weight`` / ``token_embd.weight``
@@ -528,10 +529,14 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; a GGUF model is one file")
+    mixture, _ = _resolve_type(model, type)
+    if imatrix is None and type is None:  # the importance matrix the model was quantized with, if any
+        cfg = (getattr(model, "quantization", None) or {}).get("config")
+        if isinstance(cfg, Mapping) and cfg.get("quant_method") == "gguf" and cfg.get("imatrix"):
+            imatrix = cfg["imatrix"]
     if isinstance(imatrix, (str, os.PathLike)):
         from ..imatrix import load_imatrix
         imatrix = load_imatrix(imatrix).values
-    mixture, _ = _resolve_type(model, type)
     plans = gguf_tensor_plan(model, type=type, imatrix=imatrix, dtype=dtype, output_type=output_type,
                              token_embedding_type=token_embedding_type)
     arch = _arch(model)
