@@ -107,8 +107,9 @@ def compute(model: Any, calibration: Any, *, process_output: bool = False, progr
             those the model as given produces, as llama-imatrix sees them).
         calibration: a :class:`~lowbit.data.Calibration` (``tokens`` int ``[n_samples, seq_len]``)
             or an int array of that shape.
-        process_output: also record ``output.weight`` (llama-imatrix ``--process-output``; for
-            tied embeddings the matrix is still stored under ``output.weight``).
+        process_output: also record ``output.weight`` (llama-imatrix ``--process-output``). With
+            tied embeddings the output matmul's weight is ``token_embd.weight``, which
+            llama-imatrix never records (it keeps ``blk.*`` and ``output.weight`` only): no entry.
 
     Returns:
         sums of x² (float64) and token counts per GGUF weight name (``blk.N.attn_q.weight`` ...).
@@ -121,8 +122,10 @@ def compute(model: Any, calibration: Any, *, process_output: bool = False, progr
     counts: dict[str, int] = {}
     names: dict[str, str] = {}
 
+    tied = "lm_head.weight" not in model.weights
+
     def observe(name: str, x: np.ndarray, _y: np.ndarray) -> None:
-        if name == "lm_head" and not process_output:
+        if name == "lm_head" and (not process_output or tied):
             return
         key = names.get(name)
         if key is None:
