@@ -3,7 +3,7 @@ importance matrix: file size, bits per weight, perplexity in lowbit and in llama
 file, and whether the tensor data equals what llama.cpp's own quantizer writes.
 
     PYTHONPATH=build/python:tests/python .venv/bin/python bench/bench_gguf_models.py \\
-        [--types Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0] [--chunks 20] [--imatrix-samples 64] [--out-dir DIR]
+        [--types Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0] [--chunks 20] [--imatrix-samples 64] [--out-dir DIR] [--gguf-numpy]
 
 Steps, all in this run:
   1. the model (the registry's SmolLM2-135M-Instruct; its Q4_1 weights dequantized to float32)
@@ -19,7 +19,9 @@ Columns: size MB (file), bits/w (8 x tensor bytes / parameters), ppl lowbit, ppl
 ratio (lowbit / llama.cpp; llama.cpp rounds activations to 8 bits in its dot products, lowbit
 multiplies the dequantized weights in float32), == llama.cpp (tensor data byte-identical to
 llama-quantize's file: "yes", or the number of differing tensors).
-A type lowbit cannot quantize in this build prints "n/a".
+A type lowbit cannot quantize in this build prints "n/a". ``--gguf-numpy`` quantizes the legacy
+types lowbit's table lacks with the ``gguf`` package's NumPy quantizers instead (byte-exact with
+llama.cpp for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 without an imatrix): a check of the writer alone.
 """
 
 from __future__ import annotations
@@ -69,7 +71,15 @@ def main() -> int:
     ap.add_argument("--imatrix-samples", type=int, default=64, help="WikiText-2 valid windows of 512 for the imatrix")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", help="keep the files here (default: a temporary folder)")
+    ap.add_argument("--gguf-numpy", action="store_true",
+                    help="quantize legacy types missing from lowbit's table with the gguf package (writer check)")
     args = ap.parse_args()
+    if args.gguf_numpy:
+        import lowbit.export.gguf as ge
+        from test_gguf_writer import _numpy_quantize  # tests/python
+
+        real = ge._quantize_ggml
+        ge._quantize_ggml = lambda w, t, im: real(w, t, im) if t in lb.FORMATS else _numpy_quantize(w, t, im)
     import llama_cpp_peer as peer  # tests/python (needs llama-cpp-python)
 
     lb.set_num_threads(args.threads)
