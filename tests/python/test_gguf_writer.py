@@ -65,17 +65,18 @@ def stories(shared_data_module) -> LlamaModel:
 
 
 def synthetic_model(stories: LlamaModel, *, layers: int = 3, hidden: int = 256, ffn: int = 512, heads: int = 8,
-                    kv_heads: int = 2, tied: bool = False, seed: int = 0, gain: float = 0.3) -> LlamaModel:
+                    kv_heads: int = 2, tied: bool = False, seed: int = 0, gain: float = 0.3,
+                    head_dim: int | None = None) -> LlamaModel:
     """A random Llama in Hugging Face (rotate-half) q/k order with rows that are multiples of
     256 (every ggml type applies), GQA 4 and an untied output; stories260K's vocabulary.
     ``gain`` scales the block weights: small enough that the residual stream is not chaotic
     (a random deep network amplifies any rounding into O(1) logit changes)."""
     rng = np.random.default_rng(seed)
     cfg = LlamaConfig(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=kv_heads, vocab_size=512, head_dim=hidden // heads, rms_norm_eps=1e-5,
+                      num_key_value_heads=kv_heads, vocab_size=512, head_dim=head_dim or hidden // heads, rms_norm_eps=1e-5,
                       rope_theta=10000.0, max_position_embeddings=256, tie_word_embeddings=tied, bos_token_id=1,
                       eos_token_id=2)
-    hd = hidden // heads
+    hd = head_dim or hidden // heads
 
     def mat(o, i, g=gain):
         return (g * rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
@@ -532,3 +533,20 @@ def test_qwen2_architecture(stories, tmp_path):
     ours = back.forward(TOKENS)
     np.testing.assert_array_equal(ours, model.forward(TOKENS))
     assert _rel(peer.llama_cpp_logits(path, TOKENS), ours) < 1e-3
+
+
+@pytest.mark.llama_cpp
+def test_head_dim_not_hidden_over_heads(stories, tmp_path):
+    """head_dim 64 with 8 heads on a 256-wide model: key/value_length are written and llama.cpp
+    computes the same logits."""
+    peer = _peer()
+    model = synthetic_model(stories, layers=2, head_dim=64)
+    path = save_gguf(model, tmp_path / "hd.gguf")
+    r = gguf.GGUFReader(path)
+    assert r.fields["llama.attention.key_length"].contents() == 64
+    assert r.fields["llama.rope.dimension_count"].contents() == 64
+    back = lb.load_model(path)
+    assert back.config.head_dim == 64
+    ours = back.forward(TOKENS)
+    np.testing.assert_array_equal(ours, model.forward(TOKENS))
+    assert _rel(peer.llama_cpp_logits(path, TOKENS), ours) < 1e-5
