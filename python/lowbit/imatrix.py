@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ImportanceMatrix", "compute", "load_imatrix", "save_imatrix", "read_imatrix_gguf", "read_imatrix_dat",
-           "write_imatrix_gguf", "write_imatrix_dat"]
+           "write_imatrix_gguf", "write_imatrix_dat", "layer_statistics"]
 
 
 @dataclass
@@ -74,6 +74,14 @@ class ImportanceMatrix:
             s32 = np.asarray(s, dtype=np.float32)
             out[k] = s32 / c if c > 0 else np.ones_like(s32)
         return out
+
+    def for_layer(self, hf_linear: str) -> np.ndarray | None:
+        """float32 ``[in]`` mean of x² for a linear named in Hugging Face style
+        (``"model.layers.0.mlp.up_proj"``); None when the matrix has no entry for it."""
+        name = _gguf_weight_name(hf_linear)
+        if name not in self.sums:
+            return None
+        return self.values[name] if self.means is None else np.asarray(self.means[name], dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.sums)
@@ -300,6 +308,24 @@ def read_imatrix_dat(path: str | os.PathLike[str], *, chunk_size: int = 512) -> 
                 ds = data[off:off + length].decode("utf-8", errors="replace")
                 im.datasets = [ds] if ds else []
     return im
+
+
+_LOADED: dict[tuple[str, float], ImportanceMatrix] = {}
+
+
+def layer_statistics(config: Any, hf_linear: str) -> dict[str, np.ndarray]:
+    """For the pipeline: ``{"act_mean_sq": vector}`` of layer ``hf_linear`` from the imatrix
+    file a GGUFConfig names (llama-quantize ``--imatrix``), else ``{}``. Files are read once."""
+    path = getattr(config, "imatrix", None)
+    if not path or getattr(config, "quant_method", None) != "gguf":
+        return {}
+    p = Path(path)
+    key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_imatrix(p)
+    v = _LOADED[key].for_layer(hf_linear)
+    return {} if v is None else {"act_mean_sq": v.astype(np.float64)}
 
 
 def load_imatrix(path: str | os.PathLike[str]) -> ImportanceMatrix:

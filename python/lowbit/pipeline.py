@@ -42,6 +42,7 @@ from .config import QuantConfig
 from .data import Calibration
 from .evaluate import peak_memory_mb
 from .gguf_mixtures import expand_layer_config
+from .imatrix import layer_statistics
 from .models.llama import LlamaModel
 from .quantize import method_statistics, quantize
 from .statistics import HessianAccumulator
@@ -294,6 +295,7 @@ def _quantize_group(weights: dict[str, Any], g: _Group, cfgs: Mapping[str, Quant
 
 def _quantize_one(weights: dict[str, Any], name: str, cfg: QuantConfig, stats: dict[str, Any],
                   layer_stats: list[dict[str, Any]], bar: Any, block: int) -> None:
+    stats = {**stats, **layer_statistics(cfg, name)}  # a GGUFConfig's imatrix file wins over calibration
     t0 = time.perf_counter()
     q = quantize(np.asarray(weights[name + ".weight"]), cfg, **stats)
     _record(weights, name, q, layer_stats, bar, block, time.perf_counter() - t0)

@@ -220,3 +220,34 @@ def test_cli_imatrix(tmp_path, shared_data, capsys):
     d = load_imatrix(dat)
     for k in im.sums:
         np.testing.assert_allclose(d.values[k], im.values[k], rtol=1e-6)
+
+
+def test_pipeline_passes_the_imatrix_file_to_gguf_layers(stories, windows, tmp_path, monkeypatch):
+    """quantize_model(model, GGUFConfig(type=..., imatrix=FILE)) hands each layer its entry of
+    the file as act_mean_sq (what llama-quantize --imatrix does)."""
+    import importlib
+
+    from lowbit.imatrix import layer_statistics
+
+    qmod = importlib.import_module("lowbit.quantize")
+    path = save_imatrix(compute(stories, windows), tmp_path / "im.gguf")
+    want = load_imatrix(path).values
+    seen = {}
+
+    def recorder(W, cfg, **stats):
+        seen[len(seen)] = (W.shape, cfg.type, stats.get("act_mean_sq"))
+        return lb.quantize(W, lb.RTNConfig(bits=8, group_size=-1))
+
+    monkeypatch.setitem(qmod._METHODS, lb.GGUFConfig, recorder)
+    monkeypatch.setitem(qmod._NEEDS, lb.GGUFConfig, ())
+    cfg = lb.GGUFConfig(type="Q8_0", imatrix=str(path))
+    q = lb.quantize_model(stories, cfg, None, progress=False, per_layer={r"mlp\.down_proj": None})
+    assert len(seen) == 5 * 6
+    order = [n for n in q.linear_names()[:-1] if "down_proj" not in n]
+    for i, name in enumerate(order):
+        shape, t, v = seen[i]
+        assert t == "Q8_0"
+        from lowbit.gguf_mixtures import gguf_tensor_name
+        np.testing.assert_array_equal(v, want[gguf_tensor_name(name)].astype(np.float64))
+    assert layer_statistics(lb.RTNConfig(bits=4), "model.layers.0.mlp.up_proj") == {}
+    assert layer_statistics(lb.GGUFConfig(type="Q8_0"), "model.layers.0.mlp.up_proj") == {}
