@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MIXTURES", "PLAIN_TYPES", "FILE_TYPES", "BLOCK_SIZES", "default_type", "file_type_id",
+__all__ = ["MIXTURES", "PLAIN_TYPES", "FILE_TYPES", "BLOCK_SIZES", "default_type", "file_type_id", "ggml_type_name",
            "gguf_tensor_name", "tensor_type", "hf_layer_type", "expand_layer_config"]
 
 # mixture (as llama-quantize spells it) -> (llama_ftype id, default ggml type)
@@ -60,7 +60,7 @@ _FALLBACK = {"q2_K": "q4_0", "q3_K": "q4_0", "q4_K": "q5_0", "q5_K": "q5_1", "q6
 _BLK = re.compile(r"blk\.(\d+)\.")
 
 
-def _ggml_name(type_name: str) -> str:
+def ggml_type_name(type_name: str) -> str:
     """``"Q4_K"`` / ``"q4_k"`` -> ``"q4_K"`` (ggml's spelling: lowercase, capital K)."""
     t = type_name.lower()
     return t[:-2] + "_K" if t.endswith("_k") else t
@@ -73,7 +73,7 @@ def default_type(mixture: str) -> str:
     if m in MIXTURES:
         return MIXTURES[m][1]
     if m in PLAIN_TYPES:
-        return _ggml_name(m)
+        return ggml_type_name(m)
     raise ValueError(f"unknown GGUF type or mixture {mixture!r}; known: {', '.join([*MIXTURES, *PLAIN_TYPES])}")
 
 

@@ -17,6 +17,14 @@ import numpy as np
 
 import llama_cpp
 
+try:  # llama_cpp opens /dev/null twice at import and never closes it: close at exit, quietly
+    import atexit
+
+    from llama_cpp import _utils as _llama_utils
+    atexit.register(lambda: [f.close() for f in (_llama_utils.outnull_file, _llama_utils.errnull_file)])
+except (ImportError, AttributeError):  # pragma: no cover - other llama-cpp-python versions
+    pass
+
 FTYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11,
           "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}
 

@@ -10,9 +10,7 @@ quantizers for the types where those are byte-exact with llama.cpp (checked here
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,8 +24,6 @@ from lowbit.formats import FORMATS  # noqa: E402
 from lowbit.models.gguf_reader import read_gguf  # noqa: E402
 from lowbit.models.llama import LlamaModel  # noqa: E402
 from lowbit.models.llama_config import LlamaConfig  # noqa: E402
-from lowbit.models.llama2c import read_llama2c_vocab  # noqa: E402
-from lowbit.models.tokenizer import Tokenizer  # noqa: E402
 
 # ggml types whose quantizer in the gguf package reproduces llama.cpp's reference bytes
 NUMPY_EXACT = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
@@ -89,8 +85,10 @@ def synthetic_model(stories: LlamaModel, *, layers: int = 3, hidden: int = 256, 
         p = f"model.layers.{i}."
         w |= {p + "input_layernorm.weight": (1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32),
               p + "post_attention_layernorm.weight": (1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32),
-              p + "self_attn.q_proj.weight": mat(heads * hd, hidden, 3.0), p + "self_attn.k_proj.weight": mat(kv_heads * hd, hidden, 3.0),
-              p + "self_attn.v_proj.weight": mat(kv_heads * hd, hidden), p + "self_attn.o_proj.weight": mat(hidden, heads * hd),
+              p + "self_attn.q_proj.weight": mat(heads * hd, hidden, 3.0),
+              p + "self_attn.k_proj.weight": mat(kv_heads * hd, hidden, 3.0),
+              p + "self_attn.v_proj.weight": mat(kv_heads * hd, hidden),
+              p + "self_attn.o_proj.weight": mat(hidden, heads * hd),
               p + "mlp.gate_proj.weight": mat(ffn, hidden), p + "mlp.up_proj.weight": mat(ffn, hidden),
               p + "mlp.down_proj.weight": mat(hidden, ffn)}
     return LlamaModel(cfg, w, stories.tokenizer, {"format": "synthetic"})

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..gguf_mixtures import MIXTURES, PLAIN_TYPES, _ggml_name, file_type_id, gguf_tensor_name, tensor_type
+from ..gguf_mixtures import MIXTURES, PLAIN_TYPES, file_type_id, ggml_type_name, gguf_tensor_name, tensor_type
 from ..tensor import QuantizedTensor
 
 __all__ = ["GGUF_ALIGNMENT", "save_gguf", "gguf_tensor_plan", "tokenizer_metadata", "permute_qk_rows", "read_gguf_kv"]
@@ -162,7 +162,8 @@ def _resolve_type(model: Any, type: Any) -> tuple[str | None, Any]:
             raise TypeError(f"type must be a GGUF type/mixture name or a GGUFConfig, got {type!r}")
         name = type.upper()
         if name not in MIXTURES and name not in PLAIN_TYPES:
-            raise ValueError(f"type must be one of {', '.join([*MIXTURES, *(t for t in PLAIN_TYPES if t not in MIXTURES)])}"
+            known = [*MIXTURES, *(t for t in PLAIN_TYPES if t not in MIXTURES)]
+            raise ValueError(f"type must be one of {', '.join(known)}"
                              f"; got {type!r}")
         return name, None
     cfg = (model.quantization or {}).get("config") if getattr(model, "quantization", None) else None
@@ -208,9 +209,9 @@ def gguf_tensor_plan(model: Any, *, type: Any = None, imatrix: Mapping[str, np.n
             continue
         t = None
         if name == "output.weight" and output_type:
-            t = _ggml_name(output_type)
+            t = ggml_type_name(output_type)
         elif name == "token_embd.weight" and token_embedding_type:
-            t = _ggml_name(token_embedding_type)
+            t = ggml_type_name(token_embedding_type)
         elif mixture is not None:
             t = tensor_type(name, shape, cfg.num_hidden_layers, mixture, **facts)
         if t is None:
@@ -365,7 +366,8 @@ def _source_gguf_kv(model: Any) -> list[tuple[str, int, int | None, Any]] | None
     return read_gguf_kv(src["path"])
 
 
-def _copy_fields(kv: list[tuple[str, int, int | None, Any]], keep: Callable[[str], bool]) -> list[tuple[str, Any, Any, Any]]:
+def _copy_fields(kv: list[tuple[str, int, int | None, Any]],
+                 keep: Callable[[str], bool]) -> list[tuple[str, Any, Any, Any]]:
     from gguf import GGUFValueType as V
 
     return [(k, v, V(t), V(sub) if sub is not None else None) for k, t, sub, v in kv if keep(k)]
