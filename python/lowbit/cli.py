@@ -5,6 +5,8 @@
     lowbit generate [MODEL] "prompt" [--max-new-tokens N] [--temperature T] [--seed S]
     lowbit inspect [MODEL_OR_FILE]         architecture, tensors, formats, sizes
     lowbit quantize [MODEL] --method rtn|gptq --bits 4 --group-size 128 [--desc-act] [--calib FILE ...] --out DIR
+    lowbit quantize [MODEL] --type Q4_K_M [--imatrix FILE] --format gguf --out model.gguf
+    lowbit imatrix [MODEL] [--calib FILE ...] -o imatrix.gguf    llama.cpp importance matrix (.gguf or .dat)
     lowbit compare [MODEL] --methods rtn,gptq --bits 4,3 [--text FILE] [--quick] [--markdown F] [--csv F] [--plot F]
     lowbit info [--json]                  version, CPU features, kernel path, threads
     lowbit formats [--json]               the format table
@@ -203,11 +205,18 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from .pipeline import quantize_model
     from .quantize import method_statistics
 
-    cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent)
+    if args.method == "gguf" or args.type:
+        from .config import GGUFConfig
+        cfg: Any = GGUFConfig(type=args.type or "Q4_K_M", imatrix=args.imatrix)
+    else:
+        cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent)
     model = load_model(args.model)
     calib = _calibration_for(model, args, bool(method_statistics(cfg)))
-    q = quantize_model(model, cfg, calib, progress=not args.json, out=args.out, resume=args.resume,
-                       activation_dtype=args.activation_dtype)
+    gguf = args.format == "gguf"
+    q = quantize_model(model, cfg, calib, progress=not args.json, out=None if gguf else args.out,
+                       resume=args.resume, activation_dtype=args.activation_dtype)
+    if gguf:  # one .gguf file: the remaining dense tensors follow the GGUF mixture (if any)
+        q.save(args.out, format="gguf", imatrix=args.imatrix)
     info = q.quantization
     summary = {"out": str(args.out), "config": cfg.to_dict(), "seconds": info["seconds"],
                "peak_memory_mb": info["peak_memory_mb"], "size_mb": q.nbytes / 1e6,
@@ -217,6 +226,24 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         return 0
     print(f"quantized {len(info['layers'])} layers with {cfg!r} in {info['seconds']:.1f} s "
           f"(peak memory {info['peak_memory_mb']:.0f} MB); saved {q.nbytes / 1e6:.1f} MB to {args.out}")
+    return 0
+
+
+def _cmd_imatrix(args: argparse.Namespace) -> int:
+    from .imatrix import compute, save_imatrix
+    from .models import load_model
+
+    model = load_model(args.model)
+    args.seq_len = args.seq_len or min(512, model.config.max_position_embeddings)
+    calib = _calibration_for(model, args, True)
+    im = compute(model, calib, process_output=args.process_output, progress=not args.json)
+    path = save_imatrix(im, args.out, format=args.output_format)
+    summary = {"out": str(path), "entries": len(im), "chunks": im.chunk_count, "chunk_size": im.chunk_size,
+               "datasets": im.datasets}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"importance matrix of {len(im)} weights from {im.chunk_count} x {im.chunk_size} tokens saved to {path}")
     return 0
 
 
@@ -312,10 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--all", action="store_true", help="list every tensor")
     n.add_argument("--json", action="store_true")
     n.set_defaults(fn=_cmd_inspect)
-    q = sub.add_parser("quantize", help="quantize a model and save it (lowbit format)")
+    q = sub.add_parser("quantize", help="quantize a model and save it (lowbit format or GGUF)")
     q.add_argument("model", nargs="?", help=model_help)
-    q.add_argument("--method", default="gptq", help="rtn | gptq (default gptq)")
-    q.add_argument("--out", required=True, help="output folder (written atomically)")
+    q.add_argument("--method", default="gptq", help="rtn | gptq | gguf (default gptq; --type implies gguf)")
+    q.add_argument("--out", required=True, help="output folder, or .gguf file with --format gguf (written atomically)")
+    q.add_argument("--format", choices=["lowbit", "gguf"], default="lowbit", help="output format (default lowbit)")
+    q.add_argument("--type", help="GGUF type or llama.cpp mixture for --method gguf: Q4_K_M, Q5_K_M, Q8_0, ...")
+    q.add_argument("--imatrix", help="llama.cpp importance matrix file (.gguf or .dat) for --method gguf")
     q.add_argument("--resume", action="store_true", help="continue an interrupted run from <out>.partial")
     q.add_argument("--activation-dtype", choices=["float32", "float16"], default="float32")
     for sp in (q,):
@@ -345,6 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--damp-percent", type=float)
     q.set_defaults(fn=_cmd_quantize)
     c.set_defaults(fn=_cmd_compare)
+    m = sub.add_parser("imatrix", help="compute llama.cpp's importance matrix of a model on calibration text")
+    m.add_argument("model", nargs="?", help=model_help)
+    m.add_argument("--calib", nargs="+", help="calibration text file(s) (default: WikiText-2 valid)")
+    m.add_argument("-o", "--out", required=True, help="output file: .gguf (llama.cpp's current format) or .dat (legacy)")
+    m.add_argument("--output-format", choices=["gguf", "dat"], help="file format (default: by the suffix)")
+    m.add_argument("--n-samples", type=int, help="calibration windows (default 128)")
+    m.add_argument("--seq-len", type=int, help="window length (default 512, llama-imatrix's n_ctx)")
+    m.add_argument("--process-output", action="store_true", help="also collect output.weight (llama-imatrix option)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(fn=_cmd_imatrix)
     f = sub.add_parser("formats", help="list the format table")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=_cmd_formats)

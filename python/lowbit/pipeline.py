@@ -41,6 +41,8 @@ import numpy as np
 from .config import QuantConfig
 from .data import Calibration
 from .evaluate import peak_memory_mb
+from .gguf_mixtures import expand_layer_config
+from .imatrix import layer_statistics
 from .models.llama import LlamaModel
 from .quantize import method_statistics, quantize
 from .statistics import HessianAccumulator
@@ -69,6 +71,9 @@ def resolve_layer_configs(model: LlamaModel, config: QuantConfig | None, *,
     None to leave the layer unquantized; the first matching pattern wins, then ``config``.
     ``skip`` lists substrings of names to leave alone (default: the embedding and lm_head;
     lm_head is never quantized by the block walk, and the embedding is not a linear).
+    A ``GGUFConfig`` naming a llama.cpp mixture (``type="Q4_K_M"``, or an ftype such as ``"Q4_0"``)
+    becomes, per layer, the GGUFConfig of the ggml type llama.cpp's quantizer gives that tensor
+    (``lowbit.gguf_mixtures``); a layer it leaves in F16 (row length no block divides) stays dense.
     """
     # a BnbConfig names more modules to leave alone (transformers' llm_int8_skip_modules)
     skip = tuple(skip) + tuple(getattr(config, "llm_int8_skip_modules", None) or ())
@@ -91,6 +96,7 @@ def resolve_layer_configs(model: LlamaModel, config: QuantConfig | None, *,
             if rx.search(name):
                 cfg = c
                 break
+        cfg = expand_layer_config(model, name, cfg)  # a llama.cpp mixture -> this layer's ggml type
         if cfg is not None:
             method_statistics(cfg)  # NotImplementedError now, not after an hour
             out[name] = cfg
@@ -290,6 +296,7 @@ def _quantize_group(weights: dict[str, Any], g: _Group, cfgs: Mapping[str, Quant
 
 def _quantize_one(weights: dict[str, Any], name: str, cfg: QuantConfig, stats: dict[str, Any],
                   layer_stats: list[dict[str, Any]], bar: Any, block: int) -> None:
+    stats = {**stats, **layer_statistics(cfg, name)}  # a GGUFConfig's imatrix file wins over calibration
     t0 = time.perf_counter()
     q = quantize(np.asarray(weights[name + ".weight"]), cfg, **stats)
     _record(weights, name, q, layer_stats, bar, block, time.perf_counter() - t0)

@@ -126,19 +126,40 @@ def _unpermute_rows(w: np.ndarray, n_head: int, name: str, path: Path) -> np.nda
 class _Tensor:
     """One GGUF tensor and how to turn it into the Hugging Face array."""
 
-    def __init__(self, rt: Any, hf_name: str, path: Path, n_head_unpermute: int | None) -> None:
+    def __init__(self, rt: Any, hf_name: str, path: Path, n_head_unpermute: int | None,
+                 keep_quantized: bool = False) -> None:
         self.rt = rt
         self.hf_name = hf_name
         self.path = path
         self.n_head = n_head_unpermute
         self.shape = tuple(int(d) for d in reversed(rt.shape.tolist()))
         self.type_name = rt.tensor_type.name
+        self.keep_quantized = keep_quantized
 
-    def load(self) -> np.ndarray:
+    def _packed(self) -> Any:
+        """The tensor as a QuantizedTensor of its ggml format (rows of packed bytes, q/k rows
+        moved whole), or None when lowbit's format table lacks the type."""
+        from ..formats import FORMATS
+        from ..tensor import QuantizedTensor
+
+        fmt = next((f for f in FORMATS.values() if f.is_gguf_type and f.id == int(self.rt.tensor_type)), None)
+        if fmt is None or not fmt.is_quantized or len(self.shape) != 2:
+            return None
+        rows = np.asarray(self.rt.data).view(np.uint8).reshape(self.shape[0], -1)
+        if self.n_head is not None:
+            rows = np.ascontiguousarray(_unpermute_rows(rows, self.n_head, self.rt.name, self.path))
+        return QuantizedTensor(format=fmt.name, shape=self.shape, arrays={"qweight": rows},
+                               group_size=fmt.block_size)
+
+    def load(self) -> Any:
         from gguf import GGMLQuantizationType as T
         from gguf.quants import dequantize
 
         rt = self.rt
+        if self.keep_quantized and rt.tensor_type not in (T.F32, T.F16, T.BF16):
+            q = self._packed()
+            if q is not None:
+                return q
         if rt.tensor_type in (T.F32, T.F16):
             a = rt.data.reshape(self.shape)
         elif rt.tensor_type == T.BF16 and (v := _bf16_view(rt.data, self.shape)) is not None:
@@ -267,13 +288,16 @@ def _check_shapes(cfg: Mapping[str, Any], tensors: Mapping[str, _Tensor], path: 
                              f"the metadata implies {list(expect[name])}")
 
 
-def read_gguf(path: str | os.PathLike[str], *, tokenizer: bool = True, lazy: bool = False) -> ModelFiles:
+def read_gguf(path: str | os.PathLike[str], *, tokenizer: bool = True, lazy: bool = False,
+              keep_quantized: bool = False) -> ModelFiles:
     """Read a GGUF model file (architectures ``llama`` — including Mistral files — and ``qwen2``).
 
     Returns tensors under Hugging Face Llama names: F32/F16 (and, with ``ml_dtypes``, BF16) as
     read-only memory-mapped views, quantized types dequantized to float32; q/k rows in Hugging
     Face rotate-half order. With ``lazy=True`` the mapping converts a tensor each time it is
-    accessed instead of all at once (for models too large to hold in float32).
+    accessed instead of all at once (for models too large to hold in float32). With
+    ``keep_quantized=True`` quantized tensors whose ggml type is in lowbit's format table come
+    back as QuantizedTensors holding the file's bytes (no dequantization).
 
     The tokenizer is rebuilt from the metadata (``gguf_tokenizer``); if its kind is not supported
     a warning is issued and ``tokenizer`` is None (the reason is in ``metadata["tokenizer_error"]``).
@@ -305,7 +329,7 @@ def read_gguf(path: str | os.PathLike[str], *, tokenizer: bool = True, lazy: boo
     rope_freqs = None
     for rt in reader.tensors:
         if rt.name in _GLOBAL_NAMES:
-            tensors[_GLOBAL_NAMES[rt.name]] = _Tensor(rt, _GLOBAL_NAMES[rt.name], path, None)
+            tensors[_GLOBAL_NAMES[rt.name]] = _Tensor(rt, _GLOBAL_NAMES[rt.name], path, None, keep_quantized)
             continue
         if rt.name == "rope_freqs.weight":
             rope_freqs = _Tensor(rt, "rope_freqs", path, None)
@@ -319,7 +343,7 @@ def read_gguf(path: str | os.PathLike[str], *, tokenizer: bool = True, lazy: boo
             elif arch == "llama" and suffix.startswith("attn_k."):
                 n_head = n_kv
             hf = f"model.layers.{m.group(1)}.{_LAYER_NAMES[suffix]}"
-            tensors[hf] = _Tensor(rt, hf, path, n_head)
+            tensors[hf] = _Tensor(rt, hf, path, n_head, keep_quantized)
         else:
             ignored.append(rt.name)
 

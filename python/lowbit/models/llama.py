@@ -318,10 +318,15 @@ class LlamaModel:
         ``format="lowbit"``: lowbit's own folder, read back by :func:`lowbit.load_model`;
         keyword arguments go to :func:`lowbit.models.lowbit_format.save_model`
         (``max_shard_bytes``, ``quantization``, ``overwrite``).
+        ``format="gguf"``: one llama.cpp GGUF file; keyword arguments go to
+        :func:`lowbit.export.gguf.save_gguf` (``type``, ``imatrix``, ``dtype``, ``name``).
         """
+        if format == "gguf":  # one .gguf file for llama.cpp; kwargs: see lowbit.export.gguf.save_gguf
+            from ..export.gguf import save_gguf
+            return save_gguf(self, path, **kw)
         if format != "lowbit":
-            raise NotImplementedError(f"saving format {format!r} is not implemented; available: 'lowbit' "
-                                      f"('gptq', 'awq' and 'gguf' exporters are planned)")
+            raise NotImplementedError(f"saving format {format!r} is not implemented; available: 'lowbit', 'gguf' "
+                                      f"('gptq' and 'awq' exporters are planned)")
         from .lowbit_format import save_model
         if self.quantization is not None:
             kw.setdefault("quantization", {k: v for k, v in self.quantization.items()
