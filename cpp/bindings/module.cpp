@@ -10,6 +10,7 @@ void register_formats(py::module_& m);
 void register_quantizers(py::module_& m);
 void register_layouts(py::module_& m);
 void register_ops(py::module_& m);
+void register_awq(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lowbit's compiled core: formats, quantizers and kernels over NumPy arrays.";
@@ -31,4 +32,5 @@ PYBIND11_MODULE(_core, m) {
   register_quantizers(m);
   register_layouts(m);
   register_ops(m);
+  register_awq(m);
 }

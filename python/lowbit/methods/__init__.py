@@ -2,5 +2,6 @@
 :func:`lowbit.quantize.register_method`."""
 
 from . import gptq, rtn
+from . import awq
 
-__all__ = ["gptq", "rtn"]
+__all__ = ["gptq", "rtn", "awq"]
