@@ -390,6 +390,11 @@ class AWQConfig(QuantConfig):
             "rtn" = AWQ's own min-max grid (AWQ as published), "gptq" = GPTQ on the scaled
             weights with the Hessians of the scaled inputs (AWQ+GPTQ; needs bits in 2, 3, 4, 8).
         damp_percent (float, default 0.01): GPTQ's dampening with ``quantizer="gptq"``.
+        n_search_samples (int, default 0): score the scale candidates of the attention and MLP
+            groups on this many calibration samples (evenly spaced) instead of all of them
+            (0 = all, as AutoAWQ). The activation means, the searches of o_proj/down_proj and
+            the clipping search always use every sample. A CPU budget knob: each candidate costs
+            one sub-layer forward pass over the samples scored.
         max_chunk_memory (int, default 1 GiB): bytes per chunk when computing losses, > 0
             (kept for AutoAWQ compatibility; lowbit's search streams per sample).
     """
@@ -408,11 +413,13 @@ class AWQConfig(QuantConfig):
     seq_len: int = 512
     quantizer: str = "rtn"
     damp_percent: float = 0.01
+    n_search_samples: int = 0
     max_chunk_memory: int = 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         self._check(_check_int, "bits", lo=2, hi=8)
         self._check(_check_int, "group_size", lo=1, special=(-1,))
+        self._check(_check_int, "n_search_samples", lo=0)
         for name in ("zero_point", "duo_scaling", "apply_clip"):
             self._check(_check_bool, name)
         self._check(_check_choice, "version", ("gemm", "gemv"))

@@ -282,6 +282,7 @@ void awq_gram(const AnyMatrixView& X, float* G) {
   i64 ld = 0;
   const float* x = contiguous_rows(X, buf, &ld);
   const i64 n = X.cols;
+  std::fill(G, G + n * n, 0.0f);  // syrk computes beta * G + ...: uninitialized memory could hold NaN
   linalg_kernels().syrk_lower_f32(x, X.rows, n, ld, 1.0f, 0.0f, G);
   for (i64 i = 0; i < n; ++i)
     for (i64 j = i + 1; j < n; ++j) G[i * n + j] = G[j * n + i];

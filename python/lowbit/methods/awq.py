@@ -295,11 +295,12 @@ def awq_block_transform(ctx: BlockContext) -> BlockTransformResult:
             best, s, losses = search_scales_linear(Xs, Ws[0], cfg)
             loss_rtn = None
         else:
-            fwd = _forward_fn(model, i, g.module, names, Xs, pos)
-            best, s, losses = search_scales(Xs, Ws, fwd, outs[g.module], cfg)
+            pick = _search_subset(len(Xs), cfg.n_search_samples)
+            fwd = _forward_fn(model, i, g.module, names, [Xs[j] for j in pick], pos)
+            refs = [outs[g.module][j] for j in pick]
+            best, s, losses = search_scales(Xs, Ws, fwd, refs, cfg)
             rtn_ws = [_core.awq_pseudo_quantize(w, None, **_grid_args(cfg)) for w in Ws]
-            loss_rtn = sum(_core.awq_sum_sq_diff(o, r) for o, r in zip(fwd(rtn_ws), outs[g.module])) / \
-                sum(r.size for r in outs[g.module])
+            loss_rtn = sum(_core.awq_sum_sq_diff(o, r) for o, r in zip(fwd(rtn_ws), refs)) / sum(r.size for r in refs)
         # Fold: previous op / s, the group's columns * s, the cached inputs / s.
         prev = p + g.prev + ".weight"
         if g.prev.endswith("norm"):
@@ -348,6 +349,13 @@ def awq_block_transform(ctx: BlockContext) -> BlockTransformResult:
             true_sequential=False)
         stats.setdefault(n, {})["awq_block_seconds"] = time.perf_counter() - t0
     return BlockTransformResult(configs=out_cfgs, stats=stats)
+
+
+def _search_subset(n: int, k: int) -> list[int]:
+    """Indices of the samples that score candidates: all, or ``k`` evenly spaced ones."""
+    if k <= 0 or k >= n:
+        return list(range(n))
+    return sorted({int(round(j * (n - 1) / (k - 1))) for j in range(k)}) if k > 1 else [0]
 
 
 def _forward_fn(model: Any, i: int, module: str, names: Sequence[str], Xs: Sequence[np.ndarray], pos: np.ndarray):
