@@ -52,7 +52,7 @@ from .statistics import HessianAccumulator
 from .tensor import QuantizedTensor
 
 __all__ = ["quantize_model", "resolve_layer_configs", "DEFAULT_SKIP", "BlockContext", "BlockTransformResult",
-           "register_block_transform"]
+           "needs_calibration", "register_block_transform"]
 
 DEFAULT_SKIP = ("lm_head", "embed")
 
@@ -110,6 +110,12 @@ def register_block_transform(config_cls: type[QuantConfig]) -> Callable[[BlockTr
         _BLOCK_TRANSFORMS[config_cls] = fn
         return fn
     return deco
+
+
+def needs_calibration(config: QuantConfig) -> bool:
+    """Whether quantize_model needs calibration data for ``config``: its method gathers
+    statistics, or transforms whole blocks with their inputs (AWQ)."""
+    return bool(method_statistics(config)) or type(config) in _BLOCK_TRANSFORMS
 
 
 def _transform_block(model: LlamaModel, i: int, acts: Sequence[np.ndarray] | None, pos: np.ndarray | None,
