@@ -200,6 +200,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent)
     model = load_model(args.model)
+    # a config may name its own calibration size (AWQConfig: n_samples x seq_len, AutoAWQ's 128 x 512)
+    args.n_samples = args.n_samples or getattr(cfg, "n_samples", None)
+    args.seq_len = args.seq_len or getattr(cfg, "seq_len", None)
     calib = _calibration_for(model, args, needs_calibration(cfg))
     q = quantize_model(model, cfg, calib, progress=not args.json, out=args.out, resume=args.resume,
                        activation_dtype=args.activation_dtype)
