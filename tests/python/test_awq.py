@@ -341,3 +341,19 @@ def test_config_round_trip_and_validation():
                      ({"damp_percent": 0}, ValueError), ({"apply_clip": 1}, TypeError)]:
         with pytest.raises(exc, match=next(iter(bad))):
             lb.AWQConfig(**bad)
+
+
+def test_cli_quantize_awq(shared_data_module, tmp_path, capsys):
+    import json
+
+    from lowbit.cli import main
+
+    model = str(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    story = str(shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt")
+    assert main(["quantize", model, "--method", "awq", "--bits", "4", "--group-size", "32", "--calib", story,
+                 "--n-samples", "4", "--seq-len", "64", "--out", str(tmp_path / "q"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert len(info["layers"]) == 35 and info["config"]["quant_method"] == "awq"
+    assert info["calibration"]["n_samples"] == 4 and info["calibration"]["seq_len"] == 64
+    q = load_model(tmp_path / "q").weights["model.layers.3.mlp.gate_proj.weight"]
+    assert q.config == lb.AWQConfig(bits=4, group_size=32) and "awq_alpha" in q.stats
