@@ -14,6 +14,7 @@ void register_bnb(py::module_& m);
 void register_calibration_free(py::module_& m);
 void register_hqq(py::module_& m);
 void register_qmatmul(py::module_& m);
+void register_awq(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lowbit's compiled core: formats, quantizers and kernels over NumPy arrays.";
@@ -39,4 +40,5 @@ PYBIND11_MODULE(_core, m) {
   register_calibration_free(m);
   register_hqq(m);
   register_qmatmul(m);
+  register_awq(m);
 }

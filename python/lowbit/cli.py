@@ -202,8 +202,7 @@ def _calibration_for(model: Any, args: argparse.Namespace, needed: bool):
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from .models import load_model
-    from .pipeline import quantize_model
-    from .quantize import method_statistics
+    from .pipeline import needs_calibration, quantize_model
 
     if args.method == "gguf" or args.type:
         from .config import GGUFConfig
@@ -211,7 +210,10 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     else:
         cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent)
     model = load_model(args.model)
-    calib = _calibration_for(model, args, bool(method_statistics(cfg)))
+    # a config may name its own calibration size (AWQConfig: n_samples x seq_len, AutoAWQ's 128 x 512)
+    args.n_samples = args.n_samples or getattr(cfg, "n_samples", None)
+    args.seq_len = args.seq_len or getattr(cfg, "seq_len", None)
+    calib = _calibration_for(model, args, needs_calibration(cfg))
     gguf = args.format == "gguf"
     q = quantize_model(model, cfg, calib, progress=not args.json, out=None if gguf else args.out,
                        resume=args.resume, activation_dtype=args.activation_dtype)
@@ -251,7 +253,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import COMPARE_COLUMNS, compare, plot, to_csv, to_markdown
     from .data import read_eval_text, wikitext2_test_path
     from .models import load_model
-    from .quantize import method_statistics
+    from .pipeline import needs_calibration
 
     if args.quick:  # the README's demo: small enough for ~10 minutes on 2 cores
         args.n_samples = args.n_samples or 32
@@ -268,7 +270,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         text: Any = sample_from_model(model, n_samples=2, seq_len=512, seed=args.seed + 1000).tokens.reshape(-1)
     else:
         text = read_eval_text(text_path, "gptq")
-    calib = _calibration_for(model, args, any(method_statistics(c) for c in configs))
+    calib = _calibration_for(model, args, any(needs_calibration(c) for c in configs))
     c = model.config
     if not args.json:
         print(f"model: {model.source.get('path')} ({c.num_hidden_layers} layers, hidden {c.hidden_size}, "

@@ -20,8 +20,7 @@ from .config import QuantConfig
 from .data import Calibration
 from .evaluate import kl_divergence, perplexity, speed
 from .models.llama import LlamaModel
-from .pipeline import quantize_model
-from .quantize import method_statistics
+from .pipeline import needs_calibration, quantize_model
 from .tensor import QuantizedTensor
 
 __all__ = ["COMPARE_COLUMNS", "compare", "to_markdown", "to_csv", "plot"]
@@ -71,7 +70,7 @@ def compare(model: LlamaModel, configs: Sequence[QuantConfig], text: str | Seque
     if on_row:
         on_row(row)
     for cfg in configs:
-        calib = calibration if method_statistics(cfg) else None
+        calib = calibration if needs_calibration(cfg) else None
         t0 = time.perf_counter()
         q = quantize_model(model, cfg, calib, progress=progress)
         qs = time.perf_counter() - t0

@@ -366,6 +366,11 @@ class GPTQConfig(QuantConfig):
 class AWQConfig(QuantConfig):
     """AWQ: activation-aware per-input-channel scaling (and clipping) before quantization.
 
+    Field names follow transformers' ``AwqConfig`` (``bits``, ``group_size``, ``zero_point``,
+    ``version``) and AutoAWQ's ``quantize()`` arguments (``duo_scaling``, ``apply_clip``,
+    ``max_chunk_memory``, ``n_grid``; ``n_samples``/``seq_len`` are its ``max_calib_samples``/
+    ``max_calib_seq_len``).
+
     Args:
         bits (int, default 4): bits per weight, 2..8. The "gemm" and "gemv" export layouts
             (AutoAWQ packers) exist for 4 bits only; other widths are for experiments.
@@ -376,7 +381,23 @@ class AWQConfig(QuantConfig):
             instead of ``s = x_mean^a`` (llm-awq).
         n_grid (int, default 20): grid points of the exponent ``a = k/n_grid``, > 0.
         apply_clip (bool, default True): run the weight-clipping search after scaling.
-        max_chunk_memory (int, default 1 GiB): bytes per chunk when computing losses, > 0.
+        max_shrink (float, default 0.5): the clipping search tries clamp bounds
+            ``max|w| * (1 - i/n_clip_grid)`` for ``i < max_shrink * n_clip_grid``; in [0, 1).
+        n_clip_grid (int, default 20): grid of the clipping search, > 0.
+        n_samples (int, default 128): calibration windows to use (AutoAWQ's
+            ``max_calib_samples``); what ``lowbit quantize --method awq`` samples by default.
+        seq_len (int, default 512): tokens per calibration window (``max_calib_seq_len``).
+        quantizer (str, default "rtn"): how the scaled, clipped weights are finally quantized:
+            "rtn" = AWQ's own min-max grid (AWQ as published), "gptq" = GPTQ on the scaled
+            weights with the Hessians of the scaled inputs (AWQ+GPTQ; needs bits in 2, 3, 4, 8).
+        damp_percent (float, default 0.01): GPTQ's dampening with ``quantizer="gptq"``.
+        n_search_samples (int, default 0): score the scale candidates of the attention and MLP
+            groups on this many calibration samples (evenly spaced) instead of all of them
+            (0 = all, as AutoAWQ). The activation means, the searches of o_proj/down_proj and
+            the clipping search always use every sample. A CPU budget knob: each candidate costs
+            one sub-layer forward pass over the samples scored.
+        max_chunk_memory (int, default 1 GiB): bytes per chunk when computing losses, > 0
+            (kept for AutoAWQ compatibility; lowbit's search streams per sample).
     """
 
     quant_method: ClassVar[str] = "awq"
@@ -387,16 +408,32 @@ class AWQConfig(QuantConfig):
     duo_scaling: bool = True
     n_grid: int = 20
     apply_clip: bool = True
+    max_shrink: float = 0.5
+    n_clip_grid: int = 20
+    n_samples: int = 128
+    seq_len: int = 512
+    quantizer: str = "rtn"
+    damp_percent: float = 0.01
+    n_search_samples: int = 0
     max_chunk_memory: int = 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         self._check(_check_int, "bits", lo=2, hi=8)
         self._check(_check_int, "group_size", lo=1, special=(-1,))
+        self._check(_check_int, "n_search_samples", lo=0)
         for name in ("zero_point", "duo_scaling", "apply_clip"):
             self._check(_check_bool, name)
         self._check(_check_choice, "version", ("gemm", "gemv"))
         self._check(_check_int, "n_grid", lo=1)
+        self._check(_check_float_range, "max_shrink", 0, 1, lo_incl=True)
+        self._check(_check_int, "n_clip_grid", lo=1)
+        self._check(_check_int, "n_samples", lo=1)
+        self._check(_check_int, "seq_len", lo=2)
+        self._check(_check_choice, "quantizer", ("rtn", "gptq"))
+        self._check(_check_float_range, "damp_percent", 0, 1)
         self._check(_check_int, "max_chunk_memory", lo=1)
+        if self.quantizer == "gptq" and self.bits not in (2, 3, 4, 8):
+            raise ValueError(f"AWQConfig.bits must be one of (2, 3, 4, 8) with quantizer='gptq', got {self.bits}")
 
 
 def _check_optional_bool(cls_name: str, field: str, value: object) -> bool | None:

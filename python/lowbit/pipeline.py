@@ -19,6 +19,11 @@ they lie (memory-mapped for safetensors/llama2.c files). Peak memory is therefor
 activations + one block's weights in float32 + the quantized model, which is what makes a
 model bigger than RAM possible once its source is memory-mapped.
 
+Block-level methods (AWQ) register a *block transform* with :func:`register_block_transform`:
+before a block's linears are quantized it receives the block's inputs, may change the block's
+float weights (e.g. fold scales into norms), and returns the config each of its layers is then
+quantized with (statistics are captured on the transformed block) plus per-layer figures.
+
 Methods that need no statistics (RTN) skip the forward passes entirely.
 With ``out=DIR`` finished blocks are checkpointed under ``DIR.partial/``; ``resume=True``
 picks up after the last finished block; the model is written to ``DIR`` atomically at the end.
@@ -31,8 +36,8 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +53,8 @@ from .quantize import method_statistics, quantize
 from .statistics import HessianAccumulator
 from .tensor import QuantizedTensor
 
-__all__ = ["quantize_model", "resolve_layer_configs", "DEFAULT_SKIP"]
+__all__ = ["quantize_model", "resolve_layer_configs", "DEFAULT_SKIP", "BlockContext", "BlockTransformResult",
+           "needs_calibration", "register_block_transform"]
 
 DEFAULT_SKIP = ("lm_head", "embed")
 
@@ -60,6 +66,81 @@ _STEPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_a
 
 class _StopForward(Exception):
     """Raised by an observer once it has captured what a step needs."""
+
+
+# ---- block transforms -------------------------------------------------------------------
+
+@dataclass
+class BlockContext:
+    """What a block transform sees.
+
+    Attributes:
+        model: the model being quantized; blocks before ``block`` are already quantized. The
+            transform changes float weights with ``model.set_weight(name, array)`` (never in
+            place: the source arrays may be read-only memory maps).
+        block: the block's index.
+        inputs: hidden states entering the block, one float32/float16 ``[T, D]`` per sample.
+        positions: int64 ``[T]`` positions of the samples' tokens.
+        configs: the block's layer configs (layer names without ``.weight``).
+    """
+    model: LlamaModel
+    block: int
+    inputs: Sequence[np.ndarray]
+    positions: np.ndarray
+    configs: Mapping[str, QuantConfig]
+
+
+@dataclass
+class BlockTransformResult:
+    """``configs``: for the layers the transform handled, the config they are then quantized
+    with (the pipeline captures its statistics on the transformed block); layers not listed keep
+    theirs. ``stats``: per-layer figures added to the QuantizedTensor's stats and layer table."""
+    configs: dict[str, QuantConfig]
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+BlockTransform = Callable[[BlockContext], BlockTransformResult]
+_BLOCK_TRANSFORMS: dict[type[QuantConfig], BlockTransform] = {}
+
+
+def register_block_transform(config_cls: type[QuantConfig]) -> Callable[[BlockTransform], BlockTransform]:
+    """Decorator: ``fn(ctx: BlockContext) -> BlockTransformResult`` runs on every block that
+    has a layer configured with ``config_cls``, before the block's layers are quantized."""
+    def deco(fn: BlockTransform) -> BlockTransform:
+        if config_cls in _BLOCK_TRANSFORMS:
+            raise ValueError(f"{config_cls.__name__} already has a block transform")
+        _BLOCK_TRANSFORMS[config_cls] = fn
+        return fn
+    return deco
+
+
+def needs_calibration(config: QuantConfig) -> bool:
+    """Whether quantize_model needs calibration data for ``config``: its method gathers
+    statistics, or transforms whole blocks with their inputs (AWQ)."""
+    return bool(method_statistics(config)) or type(config) in _BLOCK_TRANSFORMS
+
+
+def _transform_block(model: LlamaModel, i: int, acts: Sequence[np.ndarray] | None, pos: np.ndarray | None,
+                     cfgs: dict[str, QuantConfig]) -> tuple[dict[str, QuantConfig], dict[str, dict[str, Any]], list[str]]:
+    """Run the registered transforms of block ``i``'s config types. Returns the configs to
+    quantize with, per-layer figures, and the names of float weights the transforms replaced."""
+    kinds = [k for k in dict.fromkeys(type(c) for c in cfgs.values()) if k in _BLOCK_TRANSFORMS]
+    if not kinds:
+        return cfgs, {}, []
+    prefix = f"model.layers.{i}."
+    before = {k: v for k, v in model.weights.items() if k.startswith(prefix)}
+    out, stats = dict(cfgs), {}
+    for kind in kinds:
+        res = _BLOCK_TRANSFORMS[kind](BlockContext(model, i, acts or [], pos, dict(out)))
+        for n, c in res.configs.items():
+            if n not in out or not isinstance(c, QuantConfig):
+                raise ValueError(f"the {kind.__name__} block transform returned a config for {n!r}, which is not a "
+                                 f"layer of block {i} to quantize, or not a QuantConfig")
+            out[n] = c
+        for n, st in res.stats.items():
+            stats.setdefault(n, {}).update(st)
+    changed = [k for k, v in model.weights.items() if k.startswith(prefix) and before.get(k) is not v]
+    return out, stats, changed
 
 
 def resolve_layer_configs(model: LlamaModel, config: QuantConfig | None, *,
@@ -148,7 +229,8 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
     t_start = time.perf_counter()
     layer_cfgs = resolve_layer_configs(model, config, skip=skip, per_layer=per_layer)
     needs_stats = {n: method_statistics(c) for n, c in layer_cfgs.items()}
-    any_stats = any(needs_stats.values())
+    has_transforms = any(type(c) in _BLOCK_TRANSFORMS for c in layer_cfgs.values())
+    any_stats = any(needs_stats.values()) or has_transforms
     if any_stats and calibration is None:
         raise ValueError("this method needs calibration data: pass lowbit.data.calibration(model, files) "
                          "(or lowbit.data.calibration(model) for data-free samples from the model)")
@@ -168,7 +250,7 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
     n_layers = model.config.num_hidden_layers
     partial = Path(str(out) + ".partial") if out is not None else None
     run_id = _hash_config(layer_cfgs, calibration if calibration is not None else Calibration(np.zeros((0, 0))))
-    done_blocks = _load_checkpoints(partial, run_id, weights, n_layers) if (partial and resume) else 0
+    done_blocks = _load_checkpoints(partial, run_id, qmodel, n_layers) if (partial and resume) else 0
     if partial is not None:
         if partial.exists() and not resume:
             shutil.rmtree(partial)
@@ -191,23 +273,29 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
     try:
         for i in range(n_layers):
             block_names = [n for n in layer_cfgs if n.startswith(f"model.layers.{i}.")]
+            changed: list[str] = []
             if i < done_blocks:
                 pass  # weights restored from the checkpoint
-            elif not any(needs_stats[n] for n in block_names):
-                for name in block_names:
-                    _quantize_one(weights, name, layer_cfgs[name], {}, layer_stats, bar, i)
             else:
-                steps = _STEPS if true_sequential else (tuple(n for s in _STEPS for n in s),)
-                for step in steps:
-                    names = [f"model.layers.{i}.{s}" for s in step]
-                    todo = [n for n in names if n in layer_cfgs]
-                    if not todo:
-                        continue
-                    groups = _capture(qmodel, i, acts, pos, todo, needs_stats)
-                    for g in groups:
-                        _quantize_group(weights, g, layer_cfgs, needs_stats, layer_stats, bar, i)
+                block_cfgs, extra, changed = _transform_block(qmodel, i, acts, pos if acts is not None else None,
+                                                              {n: layer_cfgs[n] for n in block_names})
+                block_needs = {n: method_statistics(c) for n, c in block_cfgs.items()}
+                if not any(block_needs.values()):
+                    for name in block_names:
+                        _quantize_one(weights, name, block_cfgs[name], {}, layer_stats, bar, i, extra.get(name))
+                else:
+                    steps = _STEPS if true_sequential else (tuple(n for s in _STEPS for n in s),)
+                    for step in steps:
+                        names = [f"model.layers.{i}.{s}" for s in step]
+                        todo = [n for n in names if n in block_cfgs]
+                        if not todo:
+                            continue
+                        groups = _capture(qmodel, i, acts, pos, todo, block_needs)
+                        for g in groups:
+                            _quantize_group(weights, g, block_cfgs, block_needs, layer_stats, bar, i, extra)
             if partial is not None and i >= done_blocks:
-                _save_checkpoint(partial, weights, block_names, i)
+                _save_checkpoint(partial, weights, block_names, i, [n for n in changed if n not in
+                                                                    {b + ".weight" for b in block_names}])
             if acts is not None and i + 1 < n_layers:
                 dt = acts[0].dtype
                 acts = [qmodel.block(i, _as_float32(x), pos).astype(dt) for x in acts]
@@ -269,7 +357,8 @@ def _stats_for(acc: HessianAccumulator | None, wanted: Iterable[str]) -> dict[st
 
 
 def _quantize_group(weights: dict[str, Any], g: _Group, cfgs: Mapping[str, QuantConfig],
-                    needs: Mapping[str, tuple[str, ...]], layer_stats: list[dict[str, Any]], bar: Any, block: int) -> None:
+                    needs: Mapping[str, tuple[str, ...]], layer_stats: list[dict[str, Any]], bar: Any, block: int,
+                    extra: Mapping[str, dict[str, Any]] | None = None) -> None:
     # Linears with the same config and a row-separable method are quantized as one matrix
     # (their rows stacked): one Hessian factorization instead of one per linear.
     by_cfg: dict[str, list[str]] = {}
@@ -288,28 +377,33 @@ def _quantize_group(weights: dict[str, Any], g: _Group, cfgs: Mapping[str, Quant
                 part = _rows(q, start, start + W.shape[0])
                 part.stats["shared_solve"] = members
                 start += W.shape[0]
-                _record(weights, n, part, layer_stats, bar, block, secs / len(members))
+                _record(weights, n, part, layer_stats, bar, block, secs / len(members), (extra or {}).get(n))
         else:
             for n in members:
-                _quantize_one(weights, n, cfg, stats, layer_stats, bar, block)
+                _quantize_one(weights, n, cfg, stats, layer_stats, bar, block, (extra or {}).get(n))
 
 
 def _quantize_one(weights: dict[str, Any], name: str, cfg: QuantConfig, stats: dict[str, Any],
-                  layer_stats: list[dict[str, Any]], bar: Any, block: int) -> None:
+                  layer_stats: list[dict[str, Any]], bar: Any, block: int, extra: dict[str, Any] | None = None) -> None:
     stats = {**stats, **layer_statistics(cfg, name)}  # a GGUFConfig's imatrix file wins over calibration
     t0 = time.perf_counter()
     q = quantize(np.asarray(weights[name + ".weight"]), cfg, **stats)
-    _record(weights, name, q, layer_stats, bar, block, time.perf_counter() - t0)
+    _record(weights, name, q, layer_stats, bar, block, time.perf_counter() - t0, extra)
 
 
 def _record(weights: dict[str, Any], name: str, q: QuantizedTensor, layer_stats: list[dict[str, Any]], bar: Any,
-            block: int, seconds: float) -> None:
+            block: int, seconds: float, extra: dict[str, Any] | None = None) -> None:
+    if extra:  # a block transform's figures (e.g. AWQ's search objective) describe the layer
+        q.stats.update(extra)
     weights[name + ".weight"] = q
     row = {"layer": name, "block": block, "method": q.config.quant_method if q.config else None, "format": q.format,
            "bits_per_weight": q.bits_per_weight, "seconds": seconds}
     for k in ("objective", "objective_rtn", "damp_percent_used", "damp_retries", "dead_columns"):
         if q.stats.get(k) is not None:
             row[k] = q.stats[k]
+    for k, v in (extra or {}).items():
+        if isinstance(v, (int, float)):
+            row[k] = v
     layer_stats.append(row)
     if bar is not None:
         short = name.replace("model.layers.", "")
@@ -329,7 +423,11 @@ def _rows(q: QuantizedTensor, r0: int, r1: int) -> QuantizedTensor:
 
 # ---- checkpoints for resume -------------------------------------------------------------
 
-def _save_checkpoint(partial: Path, weights: Mapping[str, Any], names: list[str], block: int) -> None:
+_FLOAT_CHECKPOINT = "float-weights.safetensors"  # float tensors a block transform replaced (norms ...)
+
+
+def _save_checkpoint(partial: Path, weights: Mapping[str, Any], names: list[str], block: int,
+                     float_names: Sequence[str] = ()) -> None:
     d = partial / f"block-{block:04d}"
     tmp = partial / f".block-{block:04d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -338,12 +436,15 @@ def _save_checkpoint(partial: Path, weights: Mapping[str, Any], names: list[str]
         q = weights[n + ".weight"]
         if isinstance(q, QuantizedTensor):
             q.save(tmp / f"{n}.safetensors")
+    if float_names:
+        from safetensors.numpy import save_file
+        save_file({n: np.ascontiguousarray(weights[n]) for n in float_names}, str(tmp / _FLOAT_CHECKPOINT))
     shutil.rmtree(d, ignore_errors=True)
     tmp.rename(d)  # a block's checkpoint appears whole or not at all
 
 
-def _load_checkpoints(partial: Path, run_id: str, weights: dict[str, Any], n_layers: int) -> int:
-    """Restore finished blocks; returns how many consecutive blocks from 0 are done."""
+def _load_checkpoints(partial: Path, run_id: str, model: LlamaModel, n_layers: int) -> int:
+    """Restore finished blocks into ``model``; returns how many consecutive blocks from 0 are done."""
     meta = partial / "run.json"
     if not meta.is_file():
         return 0
@@ -356,7 +457,12 @@ def _load_checkpoints(partial: Path, run_id: str, weights: dict[str, Any], n_lay
         if not d.is_dir():
             break
         for f in sorted(d.glob("*.safetensors")):
+            if f.name == _FLOAT_CHECKPOINT:
+                from safetensors.numpy import load_file
+                for k, v in load_file(str(f)).items():
+                    model.set_weight(k, v)
+                continue
             q = QuantizedTensor.load(f)
-            weights[f.name[: -len(".safetensors")] + ".weight"] = q
+            model.weights[f.name[: -len(".safetensors")] + ".weight"] = q
         done = i + 1
     return done

@@ -106,11 +106,17 @@ def test_per_layer_overrides_and_skip(stories, calib):
     assert "model.layers.1.mlp.down_proj" in q.quantization["per_layer"]
 
 
-def test_bad_input(stories, calib):
+def test_bad_input(stories, calib, monkeypatch):
     with pytest.raises(ValueError, match="calibration"):
         lb.quantize_model(stories, lb.GPTQConfig(), None, progress=False)
-    with pytest.raises(NotImplementedError, match="awq"):
-        lb.quantize_model(stories, lb.AWQConfig(), calib, progress=False)
+    with pytest.raises(ValueError, match="calibration"):  # a block transform needs the block's inputs
+        lb.quantize_model(stories, lb.AWQConfig(), None, progress=False)
+    import sys
+    qz = sys.modules["lowbit.quantize"]  # the module (lowbit.quantize is also the function)
+    monkeypatch.delitem(qz._METHODS, lb.RTNConfig)  # a method without a quantizer
+    with pytest.raises(NotImplementedError, match="rtn"):
+        lb.quantize_model(stories, lb.RTNConfig(), calib, progress=False)
+    monkeypatch.undo()
     with pytest.raises(TypeError, match="QuantConfig"):
         lb.quantize_model(stories, {"bits": 4}, calib, progress=False)
     with pytest.raises(ValueError, match="regular expression"):
@@ -190,5 +196,5 @@ def test_cli_quantize_and_compare(shared_data_module, tmp_path, capsys):
     assert [r["method"] for r in rows] == ["reference", "rtn", "gptq"]
     assert rows[0]["kld_mean"] == 0 and all(r["kld_mean"] > 0 for r in rows[1:])
     assert md.read_text().startswith("| method | bits |")
-    assert main(["compare", model, "--methods", "awq", "--bits", "4", "--text", story]) == 2
-    assert "not implemented" in capsys.readouterr().err
+    assert main(["compare", model, "--methods", "nosuch", "--bits", "4", "--text", story]) == 2
+    assert "unknown method" in capsys.readouterr().err

@@ -190,8 +190,19 @@ class LlamaModel:
         """
         c = self.config
         p = f"model.layers.{i}."
-        T = x.shape[0]
         h = _core.rms_norm(x, self._norms[p + "input_layernorm.weight"], c.rms_norm_eps)
+        x = x + self.self_attention(i, h, positions, cache, observer)
+        h = _core.rms_norm(x, self._norms[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
+        return x + self.mlp(i, h, observer)
+
+    def self_attention(self, i: int, h: np.ndarray, positions: np.ndarray, cache: KVCache | None = None,
+                       observer: Observer | None = None) -> np.ndarray:
+        """Block ``i``'s attention sub-layer on normed hidden states ``h`` float32 ``[T, D]``:
+        q/k/v projections, RoPE, causal attention and o_proj; float32 ``[T, D]`` (before the
+        residual add). Cache and positions as in :meth:`block`."""
+        c = self.config
+        p = f"model.layers.{i}."
+        T = h.shape[0]
         q = self.linear(p + "self_attn.q_proj", h, observer).reshape(T, c.num_attention_heads, c.head_dim)
         k = self.linear(p + "self_attn.k_proj", h, observer).reshape(T, c.num_key_value_heads, c.head_dim)
         v = self.linear(p + "self_attn.v_proj", h, observer).reshape(T, c.num_key_value_heads, c.head_dim)
@@ -210,11 +221,29 @@ class LlamaModel:
                 raise ValueError("positions must start at 0 without a KV cache")
             k_all, v_all = k, v
         o = _core.attention(q, k_all, v_all, start, 1.0 / np.sqrt(c.head_dim))
-        x = x + self.linear(p + "self_attn.o_proj", o, observer)
-        h = _core.rms_norm(x, self._norms[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
+        return self.linear(p + "self_attn.o_proj", o, observer)
+
+    def mlp(self, i: int, h: np.ndarray, observer: Observer | None = None) -> np.ndarray:
+        """Block ``i``'s SwiGLU MLP on normed hidden states ``h`` float32 ``[T, D]``:
+        ``down(silu(gate(h)) * up(h))``, float32 ``[T, D]`` (before the residual add)."""
+        p = f"model.layers.{i}."
         g = self.linear(p + "mlp.gate_proj", h, observer)
         u = self.linear(p + "mlp.up_proj", h, observer)
-        return x + self.linear(p + "mlp.down_proj", _core.silu_mul(g, u), observer)
+        return self.linear(p + "mlp.down_proj", _core.silu_mul(g, u), observer)
+
+    def set_weight(self, name: str, value: Any) -> None:
+        """Replace the tensor ``name`` (e.g. ``"model.layers.0.input_layernorm.weight"``) by an
+        array or QuantizedTensor of the same shape, keeping the float32 copies of norms and
+        biases that the forward pass reads in step (methods such as AWQ rescale norms)."""
+        if name not in self.weights:
+            raise KeyError(f"no weight named {name!r}")
+        if tuple(value.shape) != tuple(self.weights[name].shape):
+            raise ValueError(f"{name}: new value has shape {tuple(value.shape)}, expected "
+                             f"{tuple(self.weights[name].shape)}")
+        self.weights[name] = value
+        if name in self._norms:
+            self._norms[name] = np.ascontiguousarray(value, dtype=np.float32)
+        self.__dict__.get("_dequantized", {}).pop(name, None)
 
     def head(self, x: np.ndarray, observer: Observer | None = None) -> np.ndarray:
         """Final norm and the language-model head: logits float32 ``[T, vocab]``."""
@@ -320,13 +349,18 @@ class LlamaModel:
         (``max_shard_bytes``, ``quantization``, ``overwrite``).
         ``format="gguf"``: one llama.cpp GGUF file; keyword arguments go to
         :func:`lowbit.export.gguf.save_gguf` (``type``, ``imatrix``, ``dtype``, ``name``).
+        ``format="awq"``: an AutoAWQ GEMM checkpoint (4-bit grouped linears), see
+        :func:`lowbit.export.awq.save_awq` for its keyword arguments.
         """
         if format == "gguf":  # one .gguf file for llama.cpp; kwargs: see lowbit.export.gguf.save_gguf
             from ..export.gguf import save_gguf
             return save_gguf(self, path, **kw)
+        if format == "awq":
+            from ..export.awq import save_awq
+            return save_awq(self, path, **kw)
         if format != "lowbit":
-            raise NotImplementedError(f"saving format {format!r} is not implemented; available: 'lowbit', 'gguf' "
-                                      f"('gptq' and 'awq' exporters are planned)")
+            raise NotImplementedError(f"saving format {format!r} is not implemented; available: 'lowbit', 'gguf', "
+                                      f"'awq' ('gptq' is planned)")
         from .lowbit_format import save_model
         if self.quantization is not None:
             kw.setdefault("quantization", {k: v for k, v in self.quantization.items()

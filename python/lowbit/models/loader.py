@@ -35,6 +35,9 @@ def read_model_files(path: str | os.PathLike[str] | None = None) -> ModelFiles:
         if is_lowbit_folder(p):
             return read_lowbit_folder(p)
         # -- end lowbit format
+        from ..export.awq import is_awq_folder, read_awq_folder
+        if is_awq_folder(p):
+            return read_awq_folder(p)
         from .hf_reader import read_hf_folder
         return read_hf_folder(p)
     with open(p, "rb") as f:
