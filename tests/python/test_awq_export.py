@@ -96,6 +96,9 @@ def test_model_save_and_load(rng, tmp_path):
     toks = calib.tokens[0]
     ref = lb.LlamaModel(q.config, expect)
     assert np.array_equal(loaded.forward(toks), ref.forward(toks))
+    # float16 scales change the output little: compared with float32 activations, since int8 activation
+    # rounding turns any small difference of the inputs into whole int8 steps
+    loaded.matmul_act = q.matmul_act = "float32"
     assert np.abs(loaded.forward(toks) - q.forward(toks)).max() < 1e-2 * np.abs(q.forward(toks)).max()
     with pytest.raises(FileExistsError):
         save_awq(q, path)
