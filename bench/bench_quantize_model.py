@@ -1,16 +1,17 @@
-"""End-to-end GPTQ of a whole model: lowbit.quantize_model next to llm-compressor (PyTorch CPU),
+"""End-to-end GPTQ (or AWQ) of a whole model: lowbit.quantize_model next to llm-compressor (PyTorch CPU),
 same model, same calibration tokens, same threads, same evaluation, in one run.
 
     make bench-quantize                      (or)
     PYTHONPATH=build/python .venv/bin/python bench/bench_quantize_model.py \
         [--model smollm2-135m] [--n-samples 128] [--seq-len 2048] [--bits 4] [--group-size 64] [--threads 2] \
-        [--eval-windows N] [--peer-python .venv-llmc/bin/python]
+        [--eval-windows N] [--method gptq|awq] [--peer-python .venv-llmc/bin/python]
 
 Steps:
   1. load the model in lowbit and write it once as a dense Hugging Face folder (the peer's input);
   2. draw the calibration windows (WikiText-2 train/valid text from ../shared/data, seed 0) and
      save the token ids, so both tools see exactly the same tokens;
-  3. lowbit: quantize_model(model, GPTQConfig(bits, group_size)) — wall time, peak RSS;
+  3. lowbit: quantize_model(model, GPTQConfig(bits, group_size)) — wall time, peak RSS (or
+     AWQConfig(bits, group_size), asymmetric, with --method awq);
   4. the peer: bench/peer_llmcompressor_gptq.py in its own venv (llm-compressor pins an older
      transformers) with the same settings — wall time of oneshot(), peak RSS — returning its
      quantize-dequantized weights;
@@ -66,6 +67,7 @@ def with_weights(model: lb.LlamaModel, new: dict[str, np.ndarray]) -> lb.LlamaMo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--method", choices=("gptq", "awq"), default="gptq")
     ap.add_argument("--n-samples", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=2048, help="calibration window length")
     ap.add_argument("--bits", type=int, default=4)
@@ -88,10 +90,14 @@ def main() -> int:
         return 2
     calib = lbdata.calibration(model, calib_path, n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
     test = lbdata.read_eval_text(test_path)
-    cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size)
+    if args.method == "gptq":
+        cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size)
+        what = f"GPTQ {cfg.bits}-bit g{cfg.group_size} sym, damp {cfg.damp_percent}, no act-order"
+    else:
+        cfg = lb.AWQConfig(bits=args.bits, group_size=args.group_size)
+        what = f"AWQ {cfg.bits}-bit g{cfg.group_size} asym, duo scaling, n_grid {cfg.n_grid}"
     print(f"model {args.model}: {model.num_parameters() / 1e6:.1f} M parameters; calibration {calib.n_samples} x "
-          f"{calib.seq_len} tokens of {calib_path.name} (seed 0); {args.threads} threads; {cfg.bits}-bit "
-          f"g{cfg.group_size} sym, damp {cfg.damp_percent}, no act-order")
+          f"{calib.seq_len} tokens of {calib_path.name} (seed 0); {args.threads} threads; {what}")
 
     def ppl(m: lb.LlamaModel) -> float:
         return lb.evaluate.perplexity(m, test, seq_len=args.seq_len_eval, max_windows=args.eval_windows).ppl
@@ -117,7 +123,7 @@ def main() -> int:
             np.save(ids, calib.tokens.astype(np.int64))
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH="")
             cmd = [str(peer_py), str(Path(__file__).with_name("peer_llmcompressor_gptq.py")), "--model", str(folder),
-                   "--calib", str(ids), "--out", str(out), "--bits", str(args.bits), "--group-size",
+                   "--calib", str(ids), "--out", str(out), "--method", args.method, "--bits", str(args.bits), "--group-size",
                    str(args.group_size), "--threads", str(args.threads)]
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if r.returncode != 0:

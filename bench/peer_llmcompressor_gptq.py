@@ -1,4 +1,4 @@
-"""The peer side of bench_quantize_model.py: GPTQ with llm-compressor on PyTorch CPU.
+"""The peer side of bench_quantize_model.py: GPTQ or AWQ with llm-compressor on PyTorch CPU.
 
 Runs in its own virtual environment (llm-compressor pins transformers<=5.17, older than
 lowbit's dev venv), so bench_quantize_model.py starts it as a subprocess:
@@ -7,7 +7,8 @@ lowbit's dev venv), so bench_quantize_model.py starts it as a subprocess:
         --bits 4 --group-size 128 --threads 2
 
 It quantizes every decoder linear (lm_head kept) of the Hugging Face folder DIR with
-GPTQModifier on exactly the calibration token ids in calib.npy (int64 [n_samples, seq_len]),
+GPTQModifier (--method gptq), or AWQ's scale search followed by min-max quantization
+(--method awq: asymmetric, duo scaling, as lowbit's AWQConfig), on exactly the calibration token ids in calib.npy (int64 [n_samples, seq_len]),
 the settings matched to lowbit's GPTQConfig defaults (symmetric, damping 1% of the mean
 diagonal, block size 128, no act-order, min-max grid), and writes the quantize-dequantized
 weights of those linears (float32, Hugging Face names) plus the timings to weights.npz, so
@@ -28,6 +29,7 @@ def main() -> int:
     ap.add_argument("--model", required=True, help="Hugging Face folder (config.json, safetensors)")
     ap.add_argument("--calib", required=True, help="int64 token ids [n_samples, seq_len] (.npy)")
     ap.add_argument("--out", required=True, help="output .npz of dequantized linear weights")
+    ap.add_argument("--method", choices=("gptq", "awq"), default="gptq")
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--group-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
@@ -50,10 +52,17 @@ def main() -> int:
     model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
     scheme = QuantizationScheme(
         targets=["Linear"],
-        weights=QuantizationArgs(num_bits=args.bits, type="int", symmetric=True, strategy="group",
-                                 group_size=args.group_size, observer="minmax"))
-    recipe = GPTQModifier(config_groups={"group_0": scheme}, ignore=["lm_head"], dampening_frac=0.01,
-                          block_size=128, actorder=None)
+        weights=QuantizationArgs(num_bits=args.bits, type="int", symmetric=args.method == "gptq",
+                                 strategy="group", group_size=args.group_size, observer="minmax"))
+    if args.method == "gptq":
+        recipe = GPTQModifier(config_groups={"group_0": scheme}, ignore=["lm_head"], dampening_frac=0.01,
+                              block_size=128, actorder=None)
+    else:
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+        from llmcompressor.modifiers.transform import AWQModifier
+
+        recipe = [AWQModifier(duo_scaling=True),
+                  QuantizationModifier(config_groups={"group_0": scheme}, ignore=["lm_head"])]
     t0 = time.perf_counter()
     oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=L, num_calibration_samples=n)
     seconds = time.perf_counter() - t0
