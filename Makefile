@@ -40,3 +40,8 @@ wheel: setup
 
 clean:
 	rm -rf build
+
+# GGUF quantize throughput vs llama.cpp's ggml_quantize_chunk (identical bytes asserted).
+bench-gguf: setup
+	$(PY) -m pip install -q llama-cpp-python
+	OMP_WAIT_POLICY=passive $(RUN) bench/bench_gguf.py

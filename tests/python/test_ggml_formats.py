@@ -35,7 +35,7 @@ def _bits(a: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ (a) golden bytes
 @pytest.mark.parametrize("imx", ["plain", "imatrix"])
 @pytest.mark.parametrize("t", TYPES)
-def test_golden_bytes_adversarial_rows(fixture, t, imx):
+def test_golden_bytes_adversarial_rows(fixture, t, imx, isa):
     z, meta = fixture
     W = z["W"]
     np.testing.assert_array_equal(W, golden.adversarial_rows())  # the inputs are what the generator says
@@ -58,6 +58,28 @@ def test_golden_hash_realistic_rows(fixture, t, imx):
         pytest.skip("this NumPy draws different PCG64 normals than the fixture's")
     qw = golden.imatrix(R.shape[1]) if imx == "imatrix" else None
     assert golden.sha(_core.quantize_rows(t, R, qw)) == meta["hashes"][f"{t}/{imx}"]["random"]
+
+
+@pytest.mark.parametrize("t", TYPES)
+def test_simd_search_matches_scalar_reference(t, rng):
+    """The 8-lane searches (AVX2) give the scalar reference's bytes: odd block counts (lane
+    tails), zero/constant blocks, huge and tiny values, with and without an imatrix."""
+    if "avx2" not in _core.supported_isas():
+        pytest.skip("no AVX2 on this CPU/build")
+    n = 256 * 3 if t.endswith("_K") else 32 * 13
+    W = (rng.standard_t(3, (10, n)) * rng.uniform(1e-3, 1e3, (10, 1))).astype(np.float32)
+    W[1, : n // 2] = 0
+    W[2, 32:96] = -1.25
+    W[3] *= 1e-38
+    W[4, ::7] = 1e20
+    W[5, 64:80] = 1e-16
+    qw = (rng.uniform(0, 2, n) ** 4).astype(np.float32)
+    qw[:20] = 0
+    for q in (None, qw):
+        lb.force_isa("scalar")
+        ref = _core.quantize_rows(t, W, q)
+        lb.force_isa("avx2")
+        np.testing.assert_array_equal(_core.quantize_rows(t, W, q), ref)
 
 
 # ------------------------------------------------------------------ (b) the gguf package

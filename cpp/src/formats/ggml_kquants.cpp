@@ -130,20 +130,22 @@ void pack_q5_K(const std::uint8_t* L, std::uint8_t* ql, std::uint8_t* qh) {
 template <int NMAX>
 void k4_quantize_block(const float* x, std::uint8_t* scales12, half& d_out, half& dmin_out, std::uint8_t* L,
                        const float* qw) {
-  std::uint8_t Laux[32];
-  float weights[32], mins[QK_K / 32], scales[QK_K / 32];
+  float mins[QK_K / 32], scales[QK_K / 32];
   std::memset(scales12, 0, K_SCALE_SIZE);
   if (!qw) {
     const float rmin = NMAX == 15 ? -1.f : -0.5f;
     const int nstep = NMAX == 15 ? 20 : 15;
-    float max_scale = 0, max_min = 0;
+    float w[QK_K];
     for (int j = 0; j < QK_K / 32; ++j) {
       const float* xs = x + 32 * j;
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
       const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-      scales[j] = make_qkx2_quants(32, NMAX, xs, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+      for (int l = 0; l < 32; ++l) w[32 * j + l] = av_x + std::fabs(xs[l]);
+    }
+    qkx_quants_x8(32, 32, NMAX, x, w, L, scales, mins, rmin, 0.1f, nstep, false, false);
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -164,15 +166,17 @@ void k4_quantize_block(const float* x, std::uint8_t* scales12, half& d_out, half
     const float sigma2 = 2 * sum_x2 / QK_K;
     float sw[QK_K / 32];
     std::uint8_t Ls[QK_K / 32], Lm[QK_K / 32];
+    float w[QK_K];
     for (int j = 0; j < QK_K / 32; ++j) {
       const float* xs = x + 32 * j;
       const float* q = qw + 32 * j;
-      for (int l = 0; l < 32; ++l) weights[l] = q[l] * std::sqrt(sigma2 + xs[l] * xs[l]);
+      float* ws = w + 32 * j;
+      for (int l = 0; l < 32; ++l) ws[l] = q[l] * std::sqrt(sigma2 + xs[l] * xs[l]);
       float sumw = 0;
-      for (int l = 0; l < 32; ++l) sumw += weights[l];
+      for (int l = 0; l < 32; ++l) sumw += ws[l];
       sw[j] = sumw;
-      scales[j] = make_qkx3_quants(32, NMAX, xs, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
     }
+    qkx_quants_x8(32, 32, NMAX, x, w, L, scales, mins, -0.9f, 0.05f, 36, false, true);
     const float d_block = make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < QK_K / 32; ++j)
@@ -189,16 +193,18 @@ void k4_quantize_block(const float* x, std::uint8_t* scales12, half& d_out, half
 void q2_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
   auto* y = static_cast<block_q2_K*>(dst);
   const float* qw_row = imatrix_of(p);
-  std::uint8_t L[QK_K], Laux[16];
-  float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+  std::uint8_t L[QK_K];
+  float weights[QK_K], mins[QK_K / 16], scales[QK_K / 16];
   for (i64 i = 0; i < n / QK_K; ++i, x += QK_K) {
     block_q2_K& b = y[i];
     if (!qw_row) {
       const float q4scale = 15.f;
       float max_scale = 0, max_min = 0;
+      for (int l = 0; l < QK_K; ++l) weights[l] = std::fabs(x[l]);
+      for (int h = 0; h < 2; ++h)
+        qkx_quants_x8(16, 16, 3, x + 128 * h, weights + 128 * h, L + 128 * h, scales + 8 * h, mins + 8 * h, -0.5f,
+                      0.1f, 15, true, false);
       for (int j = 0; j < QK_K / 16; ++j) {
-        for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-        scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
       }
@@ -227,10 +233,13 @@ void q2_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
       const float sigma2 = sumx2 / QK_K;
       for (int j = 0; j < QK_K / 16; ++j) {
         const float* q = qw_blk + 16 * j;
-        for (int l = 0; l < 16; ++l) weights[l] = q[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
-        for (int l = 0; l < 16; ++l) sw[j] += weights[l];
-        scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        float* ws = weights + 16 * j;
+        for (int l = 0; l < 16; ++l) ws[l] = q[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        for (int l = 0; l < 16; ++l) sw[j] += ws[l];
       }
+      for (int h = 0; h < 2; ++h)
+        qkx_quants_x8(16, 16, 3, x + 128 * h, weights + 128 * h, L + 128 * h, scales + 8 * h, mins + 8 * h, -0.9f,
+                      0.05f, 36, false, true);
       const float dm = make_qp_quants(QK_K / 16, 15, scales, Ls, sw);
       const float mm = make_qp_quants(QK_K / 16, 15, mins, Lm, sw);
       b.d = fp32_to_half(dm);
@@ -302,19 +311,20 @@ void q3_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
       }
     } else {
       const float* qw_blk = qw_row + QK_K * i;
-      float weight[16], sw[QK_K / 16];
+      float weight[QK_K], sw[QK_K / 16];
       std::int8_t Ls[QK_K / 16];
       float sumx2 = 0;
       for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
       const float sigma2 = 2 * sumx2 / QK_K;
       for (int j = 0; j < QK_K / 16; ++j) {
         const float* q = qw_blk + 16 * j;
-        for (int l = 0; l < 16; ++l) weight[l] = q[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        float* ws = weight + 16 * j;
+        for (int l = 0; l < 16; ++l) ws[l] = q[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
         float sumw = 0;
-        for (int l = 0; l < 16; ++l) sumw += weight[l];
+        for (int l = 0; l < 16; ++l) sumw += ws[l];
         sw[j] = sumw;
-        scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
       }
+      for (int h = 0; h < 2; ++h) qx_quants_x8(16, 16, 4, x + 128 * h, weight + 128 * h, L + 128 * h, scales + 8 * h);
       const float d_block = make_qx_quants(QK_K / 16, 32, scales, Ls, 1, sw);
       for (int j = 0; j < QK_K / 16; ++j) put_scale_q3(j, Ls[j], b.scales);
       b.d = fp32_to_half(d_block);
@@ -426,10 +436,13 @@ void q6_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
   for (i64 i = 0; i < n / QK_K; ++i, x += QK_K) {
     block_q6_K& b = y[i];
     float max_scale = 0, max_abs_scale = 0;
+    float x2[QK_K];
+    const float* w = qw_row ? qw_row + QK_K * i : x2;
+    if (!qw_row)
+      for (int l = 0; l < QK_K; ++l) x2[l] = x[l] * x[l];  // make_qx_quants' default weights
+    for (int h = 0; h < 2; ++h) qx_quants_x8(16, 16, 32, x + 128 * h, w + 128 * h, L + 128 * h, scales + 8 * h);
     for (int ib = 0; ib < QK_K / 16; ++ib) {
-      const float* q = qw_row ? qw_row + QK_K * i + 16 * ib : nullptr;
-      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, q);
-      scales[ib] = scale;
+      const float scale = scales[ib];
       const float abs_scale = std::fabs(scale);
       if (abs_scale > max_abs_scale) {
         max_abs_scale = abs_scale;

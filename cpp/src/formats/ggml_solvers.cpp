@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ggml_lanes.hpp"
 #include "ggml_numerics.hpp"
 
 namespace lowbit::ggml {
@@ -343,6 +344,35 @@ float make_qp_quants(int n, int nmax, const float* x, std::uint8_t* L, const flo
     if (!n_changed) break;
   }
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+void qkx_quants_x8(int n, int stride, int nmax, const float* x, const float* w, std::uint8_t* L, float* scale,
+                   float* the_min, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3) {
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  if (lanes::enabled() && n <= 32) {
+    lanes::qkx_quants8(n, stride, nmax, x, w, L, scale, the_min, rmin, rdelta, nstep, use_mad, qkx3);
+    return;
+  }
+#endif
+  std::uint8_t Laux[256];
+  for (int j = 0; j < 8; ++j) {
+    const int o = j * stride;
+    scale[j] = qkx3 ? make_qkx3_quants(n, nmax, x + o, w + o, L + o, &the_min[j], Laux, rmin, rdelta, nstep, use_mad)
+                    : make_qkx2_quants(n, nmax, x + o, w + o, L + o, &the_min[j], Laux, rmin, rdelta, nstep, use_mad);
+  }
+}
+
+void qx_quants_x8(int n, int stride, int nmax, const float* x, const float* w, std::int8_t* L, float* scale) {
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  if (lanes::enabled() && n <= 32) {
+    lanes::qx_quants8(n, stride, nmax, x, w, L, scale);
+    return;
+  }
+#endif
+  for (int j = 0; j < 8; ++j) {
+    const int o = j * stride;
+    scale[j] = make_qx_quants(n, nmax, x + o, L + o, 1, w + o);
+  }
 }
 
 }  // namespace lowbit::ggml

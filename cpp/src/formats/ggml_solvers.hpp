@@ -23,3 +23,14 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, st
 float make_qp_quants(int n, int nmax, const float* x, std::uint8_t* L, const float* quant_weights);
 
 }  // namespace lowbit::ggml
+
+namespace lowbit::ggml {
+
+// The searches above on 8 blocks (block j at x + j*stride, weights at w + j*stride, codes at
+// L + j*stride): on 8 AVX2 lanes where available, else 8 scalar calls. Same results either way.
+void qkx_quants_x8(int n, int stride, int nmax, const float* x, const float* w, std::uint8_t* L, float* scale,
+                   float* the_min, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
+// make_qx_quants(n, nmax, ., ., rmse_type 1, w) on 8 blocks (w = x*x for ggml's default weights).
+void qx_quants_x8(int n, int stride, int nmax, const float* x, const float* w, std::int8_t* L, float* scale);
+
+}  // namespace lowbit::ggml

@@ -1,0 +1,24 @@
+// ggml's scale searches run on 8 independent blocks at once, one block per AVX2 lane
+// (internal). Each lane executes exactly the scalar algorithm of ggml_solvers.cpp: the same
+// IEEE operations in the same order, with branches turned into per-lane selects, so the
+// results are bit-identical to the scalar reference (tests compare both on every format).
+#pragma once
+
+#include <cstdint>
+
+namespace lowbit::ggml::lanes {
+
+// True when this build and CPU run the AVX2 lane kernels and the active ISA allows them.
+bool enabled();
+
+// make_qkx2_quants (qkx3 = false) / make_qkx3_quants (qkx3 = true, weights given) on 8 blocks
+// of n elements: block j is x[j*stride .. j*stride+n), its weights w[j*stride ..]. Writes
+// scale[j], the_min[j] and the codes L[j*stride + i].
+void qkx_quants8(int n, int stride, int nmax, const float* x, const float* w, std::uint8_t* L, float* scale,
+                 float* the_min, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
+
+// make_qx_quants(n, nmax, x, L, rmse_type = 1, weights) on 8 blocks (weights required: pass
+// x*x for ggml's default). Writes scale[j] and L[j*stride + i].
+void qx_quants8(int n, int stride, int nmax, const float* x, const float* w, std::int8_t* L, float* scale);
+
+}  // namespace lowbit::ggml::lanes

@@ -1,0 +1,195 @@
+// AVX2 lane kernels of ggml_lanes.hpp (compiled with -mavx2; -ffp-contract=off keeps every
+// multiply and add separately rounded, as in the scalar reference).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "ggml_lanes.hpp"
+#include "lowbit/kernels.hpp"
+
+namespace lowbit::ggml::lanes {
+
+bool enabled() { return active_isa() >= Isa::Avx2; }
+
+namespace {
+
+// ggml's nearest_int on 8 lanes: the same float add and bit arithmetic.
+inline __m256i nearest_int8(__m256 f) {
+  const __m256 v = _mm256_add_ps(f, _mm256_set1_ps(12582912.f));
+  const __m256i i = _mm256_castps_si256(v);
+  return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
+}
+inline __m256i clamp_i32(__m256i v, int lo, int hi) {
+  return _mm256_max_epi32(_mm256_set1_epi32(lo), _mm256_min_epi32(_mm256_set1_epi32(hi), v));
+}
+inline __m256 sel(__m256 mask, __m256 if_true, __m256 if_false) { return _mm256_blendv_ps(if_false, if_true, mask); }
+inline __m256i seli(__m256 mask, __m256i if_true, __m256i if_false) {
+  return _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(if_false), _mm256_castsi256_ps(if_true), mask));
+}
+inline __m256 fabs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+inline __m256 gt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+inline __m256 lt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+
+constexpr int kMaxN = 32;
+
+struct Transposed {
+  __m256 x[kMaxN], w[kMaxN];
+};
+
+void load_lanes(int n, int stride, const float* x, const float* w, Transposed& t) {
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+  for (int i = 0; i < n; ++i) {
+    t.x[i] = _mm256_i32gather_ps(x + i, idx, 4);
+    t.w[i] = _mm256_i32gather_ps(w + i, idx, 4);
+  }
+}
+
+template <class T>
+void store_codes(int n, int stride, const __m256i* codes, T* L) {
+  alignas(32) std::int32_t lane[8];
+  for (int i = 0; i < n; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lane), codes[i]);
+    for (int j = 0; j < 8; ++j) L[j * stride + i] = static_cast<T>(lane[j]);
+  }
+}
+
+}  // namespace
+
+void qkx_quants8(int n, int stride, int nmax, const float* xp, const float* wp, std::uint8_t* Lp, float* scale_out,
+                 float* the_min_out, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3) {
+  Transposed t;
+  load_lanes(n, stride, xp, wp, t);
+  const __m256* x = t.x;
+  const __m256* w = t.w;
+  __m256 mn = x[0], mx = x[0], sum_w = w[0], sum_x = _mm256_mul_ps(w[0], x[0]);
+  for (int i = 1; i < n; ++i) {
+    mn = sel(lt(x[i], mn), x[i], mn);
+    mx = sel(gt(x[i], mx), x[i], mx);
+    sum_w = _mm256_add_ps(sum_w, w[i]);
+    sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w[i], x[i]));
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  mn = sel(gt(mn, zero), zero, mn);
+  const __m256 degenerate = qkx3 ? _mm256_cmp_ps(mx, mn, _CMP_LE_OQ) : _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+  const __m256 min0 = mn;
+  const __m256 fnmax = _mm256_set1_ps(static_cast<float>(nmax));
+  __m256 iscale = _mm256_div_ps(fnmax, _mm256_sub_ps(mx, mn));
+  __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+  __m256i L[kMaxN], Laux[kMaxN];
+  __m256 best = zero;
+  for (int i = 0; i < n; ++i) {
+    L[i] = clamp_i32(nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], mn))), 0, nmax);
+    __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(L[i])), mn), x[i]);
+    diff = use_mad ? fabs8(diff) : _mm256_mul_ps(diff, diff);
+    best = _mm256_add_ps(best, _mm256_mul_ps(w[i], diff));
+  }
+  if (nstep >= 1) {
+    for (int is = 0; is <= nstep; ++is) {
+      const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax);
+      iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(mx, mn));  // min: the best so far
+      __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+      for (int i = 0; i < n; ++i) {
+        __m256i l;
+        if (qkx3) {
+          // v > 0 ? nearest_int(MIN(v, nmax)) : 0
+          const __m256 v = _mm256_mul_ps(iscale, _mm256_sub_ps(x[i], mn));
+          const __m256 vc = sel(lt(v, fnmax), v, fnmax);
+          l = _mm256_and_si256(nearest_int8(vc), _mm256_castps_si256(gt(v, zero)));
+        } else {
+          l = clamp_i32(nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], mn))), 0, nmax);
+        }
+        Laux[i] = l;
+        const __m256 fl = _mm256_cvtepi32_ps(l);
+        const __m256 wl = _mm256_mul_ps(w[i], fl);
+        sum_l = _mm256_add_ps(sum_l, wl);
+        sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, fl));
+        sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, x[i]));
+      }
+      const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+      const __m256 dpos = gt(D, zero);
+      if (_mm256_testz_ps(dpos, dpos)) continue;
+      __m256 this_scale = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), D);
+      __m256 this_min = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), D);
+      const __m256 mpos = gt(this_min, zero);
+      this_min = sel(mpos, zero, this_min);
+      this_scale = sel(mpos, _mm256_div_ps(sum_xl, sum_l2), this_scale);
+      __m256 cur = zero;
+      for (int i = 0; i < n; ++i) {
+        __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(Laux[i])), this_min), x[i]);
+        diff = use_mad ? fabs8(diff) : _mm256_mul_ps(diff, diff);
+        cur = _mm256_add_ps(cur, _mm256_mul_ps(w[i], diff));
+      }
+      const __m256 take = _mm256_and_ps(dpos, lt(cur, best));
+      if (_mm256_testz_ps(take, take)) continue;
+      for (int i = 0; i < n; ++i) L[i] = seli(take, Laux[i], L[i]);
+      best = sel(take, cur, best);
+      scale = sel(take, this_scale, scale);
+      mn = sel(take, this_min, mn);
+    }
+  }
+  // degenerate blocks (max == min): codes 0, scale 0, the_min = -min
+  for (int i = 0; i < n; ++i) L[i] = seli(degenerate, _mm256_setzero_si256(), L[i]);
+  scale = sel(degenerate, zero, scale);
+  mn = sel(degenerate, min0, mn);
+  _mm256_storeu_ps(scale_out, scale);
+  _mm256_storeu_ps(the_min_out, _mm256_xor_ps(mn, _mm256_set1_ps(-0.0f)));  // -min (keeps -0.0)
+  store_codes(n, stride, L, Lp);
+}
+
+void qx_quants8(int n, int stride, int nmax, const float* xp, const float* wp, std::int8_t* Lp, float* scale_out) {
+  Transposed t;
+  load_lanes(n, stride, xp, wp, t);
+  const __m256* x = t.x;
+  const __m256* w = t.w;
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 mx = zero, amax = zero;
+  for (int i = 0; i < n; ++i) {
+    const __m256 ax = fabs8(x[i]);
+    const __m256 bigger = gt(ax, amax);
+    amax = sel(bigger, ax, amax);
+    mx = sel(bigger, x[i], mx);
+  }
+  const __m256 all_zero = lt(amax, _mm256_set1_ps(1e-15f));
+  const __m256i off = _mm256_set1_epi32(nmax);
+  __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(-nmax)), mx);
+  __m256i L[kMaxN];
+  __m256 sumlx = zero, suml2 = zero;
+  for (int i = 0; i < n; ++i) {
+    const __m256i l = clamp_i32(nearest_int8(_mm256_mul_ps(iscale, x[i])), -nmax, nmax - 1);
+    L[i] = _mm256_add_epi32(l, off);
+    const __m256 fl = _mm256_cvtepi32_ps(l);
+    sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), fl));
+    suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], fl), fl));
+  }
+  // scale = suml2 ? sumlx/suml2 : 0 (NaN counts as true)
+  __m256 scale = sel(_mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ), _mm256_div_ps(sumlx, suml2), zero);
+  __m256 best = _mm256_mul_ps(scale, sumlx);
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    const float num = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is));
+    iscale = _mm256_div_ps(_mm256_set1_ps(num), mx);
+    __m256i Lc[kMaxN];
+    sumlx = suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+      const __m256i l = clamp_i32(nearest_int8(_mm256_mul_ps(iscale, x[i])), -nmax, nmax - 1);
+      Lc[i] = l;
+      const __m256 fl = _mm256_cvtepi32_ps(l);
+      sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), fl));
+      suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], fl), fl));
+    }
+    const __m256 take =
+        _mm256_and_ps(gt(suml2, zero), gt(_mm256_mul_ps(sumlx, sumlx), _mm256_mul_ps(best, suml2)));
+    if (_mm256_testz_ps(take, take)) continue;
+    for (int i = 0; i < n; ++i) L[i] = seli(take, _mm256_add_epi32(Lc[i], off), L[i]);
+    const __m256 s = _mm256_div_ps(sumlx, suml2);
+    scale = sel(take, s, scale);
+    best = sel(take, _mm256_mul_ps(s, sumlx), best);
+  }
+  for (int i = 0; i < n; ++i) L[i] = seli(all_zero, _mm256_setzero_si256(), L[i]);
+  scale = sel(all_zero, zero, scale);
+  _mm256_storeu_ps(scale_out, scale);
+  store_codes(n, stride, L, Lp);
+}
+
+}  // namespace lowbit::ggml::lanes
