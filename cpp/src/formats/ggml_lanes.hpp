@@ -22,3 +22,17 @@ void qkx_quants8(int n, int stride, int nmax, const float* x, const float* w, st
 void qx_quants8(int n, int stride, int nmax, const float* x, const float* w, std::int8_t* L, float* scale);
 
 }  // namespace lowbit::ggml::lanes
+
+namespace lowbit::ggml::lanes {
+
+// The *_ref rounding of one 32-block of the legacy types, 8 elements per instruction. Return
+// false (nothing written) for a block the scalar reference must do: NaN inside, or a zero
+// max/min whose sign the scalar scan order decides.
+// Q4_0 (nmax 8) / Q5_0 (nmax 16): d = max/-nmax, codes min(2*nmax-1, (int8)(x/d + nmax+0.5)).
+bool sym_codes32(const float* x, int nmax, float* d, std::uint8_t* codes);
+// Q4_1 (levels 15, clamp) / Q5_1 (levels 31, no clamp): d = (max-min)/levels, m = min.
+bool asym_codes32(const float* x, int levels, bool clamp15, float* d, float* m, std::uint8_t* codes);
+// Q8_0/Q8_1: d = amax/127, codes roundf(x/d).
+bool q8_codes32(const float* x, float* d, std::int8_t* codes);
+
+}  // namespace lowbit::ggml::lanes

@@ -2,6 +2,7 @@
 // multiply and add separately rounded, as in the scalar reference).
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "ggml_lanes.hpp"
@@ -190,6 +191,123 @@ void qx_quants8(int n, int stride, int nmax, const float* xp, const float* wp, s
   scale = sel(all_zero, zero, scale);
   _mm256_storeu_ps(scale_out, scale);
   store_codes(n, stride, L, Lp);
+}
+
+// ----------------------------------------------------------------- legacy 32-blocks
+namespace {
+
+inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+inline float hmin8(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+inline bool has_nan(const __m256* v) {
+  __m256 u = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) u = _mm256_or_ps(u, _mm256_cmp_ps(v[k], v[k], _CMP_UNORD_Q));
+  return !_mm256_testz_ps(u, u);
+}
+// C's (int8_t)f on x86 (cvttss2si, low byte), sign-extended to 32 bits.
+inline __m256i cvtt_i8_lanes(__m256 f) {
+  return _mm256_srai_epi32(_mm256_slli_epi32(_mm256_cvttps_epi32(f), 24), 24);
+}
+// The low byte of each 32-bit lane of v[0..3] -> 32 bytes in order (exact truncation: mask,
+// then the saturating packs cannot saturate).
+inline void store_low_bytes(const __m256i* v, std::uint8_t* out) {
+  const __m256i m = _mm256_set1_epi32(0xff);
+  const __m256i p01 = _mm256_packus_epi32(_mm256_and_si256(v[0], m), _mm256_and_si256(v[1], m));
+  const __m256i p23 = _mm256_packus_epi32(_mm256_and_si256(v[2], m), _mm256_and_si256(v[3], m));
+  const __m256i b = _mm256_packus_epi16(p01, p23);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+}  // namespace
+
+bool sym_codes32(const float* x, int nmax, float* d_out, std::uint8_t* codes) {
+  __m256 v[4], amax = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    amax = _mm256_max_ps(fabs8(v[k]), amax);
+  }
+  if (has_nan(v)) return false;
+  const float a = hmax8(amax);
+  if (a == 0) return false;
+  // the first element of largest magnitude, as the scalar scan finds it
+  const __m256 va = _mm256_set1_ps(a);
+  float max = 0;
+  for (int k = 0; k < 4; ++k) {
+    const int hits = _mm256_movemask_ps(_mm256_cmp_ps(fabs8(v[k]), va, _CMP_EQ_OQ));
+    if (hits) {
+      max = x[8 * k + __builtin_ctz(static_cast<unsigned>(hits))];
+      break;
+    }
+  }
+  const float d = max / static_cast<float>(-nmax);
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  *d_out = d;
+  const __m256 vid = _mm256_set1_ps(id), off = _mm256_set1_ps(static_cast<float>(nmax) + 0.5f);
+  const __m256i top = _mm256_set1_epi32(2 * nmax - 1);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) q[k] = _mm256_min_epi32(top, cvtt_i8_lanes(_mm256_add_ps(_mm256_mul_ps(v[k], vid), off)));
+  store_low_bytes(q, codes);
+  return true;
+}
+
+bool asym_codes32(const float* x, int levels, bool clamp15, float* d_out, float* m_out, std::uint8_t* codes) {
+  __m256 v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(x + 8 * k);
+  if (has_nan(v)) return false;
+  __m256 mn = v[0], mx = v[0];
+  for (int k = 1; k < 4; ++k) {
+    mn = _mm256_min_ps(v[k], mn);
+    mx = _mm256_max_ps(v[k], mx);
+  }
+  const float lo = hmin8(mn), hi = hmax8(mx);
+  if (lo == 0 || hi == 0) return false;  // the sign of a zero extreme depends on scan order
+  const float d = (hi - lo) / static_cast<float>(levels);
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  *d_out = d;
+  *m_out = lo;
+  const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), half = _mm256_set1_ps(0.5f);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 f = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), half);
+    q[k] = clamp15 ? _mm256_min_epi32(_mm256_set1_epi32(15), cvtt_i8_lanes(f)) : _mm256_cvttps_epi32(f);
+  }
+  store_low_bytes(q, codes);
+  return true;
+}
+
+bool q8_codes32(const float* x, float* d_out, std::int8_t* codes) {
+  __m256 v[4], amax = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    amax = _mm256_max_ps(amax, fabs8(v[k]));
+  }
+  if (has_nan(v)) return false;
+  const float d = hmax8(amax) / 127;
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  *d_out = d;
+  const __m256 vid = _mm256_set1_ps(id), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) {
+    // roundf: half away from zero. t = trunc(f); f - t is exact; step away when |f - t| >= 0.5
+    const __m256 f = _mm256_mul_ps(v[k], vid);
+    const __m256 t = _mm256_round_ps(f, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 away = _mm256_cmp_ps(fabs8(_mm256_sub_ps(f, t)), half, _CMP_GE_OQ);
+    const __m256 r = _mm256_add_ps(t, _mm256_and_ps(away, _mm256_or_ps(one, _mm256_and_ps(f, sign))));
+    q[k] = _mm256_cvttps_epi32(r);
+  }
+  store_low_bytes(q, reinterpret_cast<std::uint8_t*>(codes));
+  return true;
 }
 
 }  // namespace lowbit::ggml::lanes

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ggml_lanes.hpp"
 #include "ggml_numerics.hpp"
 #include "ggml_solvers.hpp"
 #include "lowbit/formats_impl.hpp"
@@ -56,6 +57,21 @@ float signed_absmax(const float* xb, int n) {
   return max;
 }
 
+// The 8-wide *_ref rounding (ggml_lanes_avx2.cpp) where built and enabled; false = do it here.
+#ifdef LOWBIT_HAVE_X86_KERNELS
+bool lanes_on() { return lanes::enabled(); }
+bool lanes_sym(const float* x, int nmax, float* d, std::uint8_t* c) { return lanes::sym_codes32(x, nmax, d, c); }
+bool lanes_asym(const float* x, int lv, bool c15, float* d, float* m, std::uint8_t* c) {
+  return lanes::asym_codes32(x, lv, c15, d, m, c);
+}
+bool lanes_q8(const float* x, float* d, std::int8_t* c) { return lanes::q8_codes32(x, d, c); }
+#else
+bool lanes_on() { return false; }
+bool lanes_sym(const float*, int, float*, std::uint8_t*) { return false; }
+bool lanes_asym(const float*, int, bool, float*, float*, std::uint8_t*) { return false; }
+bool lanes_q8(const float*, float*, std::int8_t*) { return false; }
+#endif
+
 void minmax(const float* xb, int n, float& mn, float& mx) {
   mn = FLT_MAX;
   mx = -FLT_MAX;
@@ -91,8 +107,16 @@ void q4_0_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     }
     return;
   }
+  const bool fast = lanes_on();
   for (i64 i = 0; i < nb; ++i) {
     const float* xb = x + 32 * i;
+    std::uint8_t codes[32];
+    float dv;
+    if (fast && lanes_sym(xb, 8, &dv, codes)) {
+      y[i].d = fp32_to_half(dv);
+      for (int j = 0; j < 16; ++j) y[i].qs[j] = static_cast<std::uint8_t>(codes[j] | (codes[j + 16] << 4));
+      continue;
+    }
     const float d = signed_absmax(xb, 32) / -8;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[i].d = fp32_to_half(d);
@@ -139,8 +163,17 @@ void q4_1_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     }
     return;
   }
+  const bool fast = lanes_on();
   for (i64 i = 0; i < nb; ++i) {
     const float* xb = x + 32 * i;
+    std::uint8_t codes[32];
+    float dv, mv;
+    if (fast && lanes_asym(xb, 15, true, &dv, &mv, codes)) {
+      y[i].d = fp32_to_half(dv);
+      y[i].m = fp32_to_half(mv);
+      for (int j = 0; j < 16; ++j) y[i].qs[j] = static_cast<std::uint8_t>(codes[j] | (codes[j + 16] << 4));
+      continue;
+    }
     float mn, mx;
     minmax(xb, 32, mn, mx);
     const float d = (mx - mn) / 15;
@@ -189,12 +222,19 @@ void q5_0_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     }
     return;
   }
+  const bool fast = lanes_on();
   for (i64 i = 0; i < nb; ++i) {
     const float* xb = x + 32 * i;
+    std::uint8_t codes[32];
+    float dv;
+    if (fast && lanes_sym(xb, 16, &dv, codes)) {
+      y[i].d = fp32_to_half(dv);
+      pack_5bit(codes, y[i].qs, y[i].qh);
+      continue;
+    }
     const float d = signed_absmax(xb, 32) / -16;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[i].d = fp32_to_half(d);
-    std::uint8_t codes[32];
     for (int j = 0; j < 32; ++j) codes[j] = static_cast<std::uint8_t>(std::min<int>(31, cvtt_i8(xb[j] * id + 16.5f)));
     pack_5bit(codes, y[i].qs, y[i].qh);
   }
@@ -238,15 +278,23 @@ void q5_1_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     }
     return;
   }
+  const bool fast = lanes_on();
   for (i64 i = 0; i < nb; ++i) {
     const float* xb = x + 32 * i;
+    std::uint8_t codes[32];
+    float dv, mv;
+    if (fast && lanes_asym(xb, 31, false, &dv, &mv, codes)) {
+      y[i].d = fp32_to_half(dv);
+      y[i].m = fp32_to_half(mv);
+      pack_5bit(codes, y[i].qs, y[i].qh);
+      continue;
+    }
     float mn, mx;
     minmax(xb, 32, mn, mx);
     const float d = (mx - mn) / 31;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[i].d = fp32_to_half(d);
     y[i].m = fp32_to_half(mn);
-    std::uint8_t codes[32];
     for (int j = 0; j < 32; ++j) codes[j] = cvtt_u8((xb[j] - mn) * id + 0.5f);
     pack_5bit(codes, y[i].qs, y[i].qh);
   }
@@ -270,8 +318,13 @@ void q5_1_to_float(const void* src, float* y, i64 n, const GroupParams*) {
 namespace {
 // d = amax/127 and the codes roundf(x/d) (half away from zero) of one 32-block.
 float q8_block(const float* xb, std::int8_t* qs) {
+  float d_fast;
+  if (lanes_on() && lanes_q8(xb, &d_fast, qs)) return d_fast;
   float amax = 0.0f;
-  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+  for (int j = 0; j < 32; ++j) {
+    const float ax = std::fabs(xb[j]);
+    amax = amax > ax ? amax : ax;  // ggml's MAX macro (a NaN is dropped unless it comes last)
+  }
   const float d = amax / 127;
   const float id = d != 0 ? 1.0f / d : 0.0f;
   for (int j = 0; j < 32; ++j) qs[j] = cvtt_i8(std::round(xb[j] * id));
