@@ -166,3 +166,24 @@ TEST(GgmlKQuants, AllZeroAndConstantSuperBlocks) {
     for (float v : roundtrip(t, c, bytes)) EXPECT_NEAR(v, 0.75f, 0.75f * 0.02f) << traits(t).name;
   }
 }
+
+#include "../../cpp/src/formats/ggml_numerics.hpp"
+
+// ggml's branch-free float->half equals lowbit's reference conversion on every non-NaN input
+// (a dense sweep of all exponents with boundary mantissas), and maps NaN to sign|0x7e00.
+TEST(GgmlNumerics, BranchFreeHalfMatchesTheReference) {
+  for (std::uint64_t u = 0; u <= 0xffffffffull; u += 997) {
+    for (std::uint32_t tweak : {0u, 1u, 0x0fffu, 0x1000u, 0x1001u, 0x1fffu}) {
+      const std::uint32_t b = static_cast<std::uint32_t>(u) ^ tweak;
+      const float f = bits_float(b);
+      if (std::isnan(f))
+        EXPECT_EQ(ggml::fp32_to_half(f), static_cast<std::uint16_t>(((b >> 16) & 0x8000u) | 0x7e00u));
+      else
+        ASSERT_EQ(ggml::fp32_to_half(f), fp32_to_fp16(f)) << std::hex << b;
+    }
+  }
+  EXPECT_EQ(ggml::nearest_int(2.5f), 2);  // half to even
+  EXPECT_EQ(ggml::nearest_int(-3.5f), -4);
+  EXPECT_EQ(ggml::cvtt_i8(8.9f + 8.5f), 17);
+  EXPECT_EQ(ggml::cvtt_i8(NAN), 0);  // cvttss2si's INT32_MIN, low byte
+}

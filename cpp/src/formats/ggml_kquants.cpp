@@ -290,8 +290,8 @@ void q3_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     std::memset(b.scales, 0, sizeof b.scales);
     if (!qw_row) {
       float max_scale = 0, amax = 0;
+      for (int h = 0; h < 2; ++h) q3_quants_x8(16, 16, 4, x + 128 * h, L + 128 * h, scales + 8 * h);
       for (int j = 0; j < QK_K / 16; ++j) {
-        scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
         const float scale = std::fabs(scales[j]);
         if (scale > amax) {
           amax = scale;

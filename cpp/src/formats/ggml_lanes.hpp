@@ -36,3 +36,14 @@ bool asym_codes32(const float* x, int levels, bool clamp15, float* d, float* m, 
 bool q8_codes32(const float* x, float* d, std::int8_t* codes);
 
 }  // namespace lowbit::ggml::lanes
+
+namespace lowbit::ggml::lanes {
+
+// make_q3_quants(n, nmax, ., ., do_rmse = true) on 8 blocks (Q3_K without an imatrix).
+void q3_quants8(int n, int stride, int nmax, const float* x, std::int8_t* L, float* scale);
+
+// IQ4_NL as ggml_quantize_chunk does it, on 8 consecutive 32-blocks: the scale search with
+// ntry = 7 (qw = imatrix columns of these blocks, or null) and the final indices.
+void iq4_nl_blocks8(const float* x, const float* qw, float* scale, std::uint8_t* L);
+
+}  // namespace lowbit::ggml::lanes

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ggml_lanes.hpp"
+#include "lowbit/ggml_blocks.hpp"
 #include "lowbit/kernels.hpp"
 
 namespace lowbit::ggml::lanes {
@@ -33,6 +34,10 @@ inline __m256 gt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
 inline __m256 lt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
 
 constexpr int kMaxN = 32;
+
+// kvalues_iq4nl (ggml_blocks.hpp) as floats, for the in-register table lookups
+alignas(32) constexpr float kvalues_f[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                             1,    13,   25,  38,  53,  69,  89,  113};
 
 struct Transposed {
   __m256 x[kMaxN], w[kMaxN];
@@ -308,6 +313,148 @@ bool q8_codes32(const float* x, float* d_out, std::int8_t* codes) {
   }
   store_low_bytes(q, reinterpret_cast<std::uint8_t*>(codes));
   return true;
+}
+
+// ----------------------------------------------------------------- Q3_K / IQ4_NL searches
+void q3_quants8(int n, int stride, int nmax, const float* xp, std::int8_t* Lp, float* scale_out) {
+  Transposed t;
+  load_lanes(n, stride, xp, xp, t);
+  const __m256* x = t.x;
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 mx = zero, amax = zero;
+  for (int i = 0; i < n; ++i) {
+    const __m256 ax = fabs8(x[i]);
+    const __m256 bigger = gt(ax, amax);
+    amax = sel(bigger, ax, amax);
+    mx = sel(bigger, x[i], mx);
+  }
+  const __m256 all_zero = lt(amax, _mm256_set1_ps(1e-15f));
+  const __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(-nmax)), mx);
+  __m256 w[kMaxN];
+  __m256i L[kMaxN];
+  __m256 sumlx = zero, suml2 = zero;
+  for (int i = 0; i < n; ++i) {
+    L[i] = clamp_i32(nearest_int8(_mm256_mul_ps(iscale, x[i])), -nmax, nmax - 1);
+    w[i] = _mm256_mul_ps(x[i], x[i]);
+    const __m256 fl = _mm256_cvtepi32_ps(L[i]);
+    sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), fl));
+    suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], fl), fl));
+  }
+  __m256 active = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int itry = 0; itry < 5; ++itry) {
+    __m256 changed = zero;
+    for (int i = 0; i < n; ++i) {
+      const __m256 fL = _mm256_cvtepi32_ps(L[i]);
+      const __m256 wx = _mm256_mul_ps(w[i], x[i]);
+      const __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, fL));
+      const __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], fL), fL));
+      const __m256i new_l =
+          clamp_i32(nearest_int8(_mm256_div_ps(_mm256_mul_ps(x[i], sl2), slx)), -nmax, nmax - 1);
+      const __m256 fn = _mm256_cvtepi32_ps(new_l);
+      const __m256 slx2 = _mm256_add_ps(slx, _mm256_mul_ps(wx, fn));
+      const __m256 sl22 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w[i], fn), fn));
+      const __m256 differs = _mm256_castsi256_ps(
+          _mm256_xor_si256(_mm256_cmpeq_epi32(new_l, L[i]), _mm256_set1_epi32(-1)));
+      const __m256 better = gt(_mm256_mul_ps(_mm256_mul_ps(slx2, slx2), suml2),
+                               _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl22));
+      const __m256 take = _mm256_and_ps(_mm256_and_ps(active, gt(slx, zero)),
+                                        _mm256_and_ps(differs, _mm256_and_ps(gt(sl22, zero), better)));
+      L[i] = seli(take, new_l, L[i]);
+      sumlx = sel(take, slx2, sumlx);
+      suml2 = sel(take, sl22, suml2);
+      changed = _mm256_or_ps(changed, take);
+    }
+    active = _mm256_and_ps(active, changed);  // a block stops at its first pass without a change
+    if (_mm256_testz_ps(active, active)) break;
+  }
+  const __m256i off = _mm256_set1_epi32(nmax);
+  for (int i = 0; i < n; ++i) L[i] = seli(all_zero, _mm256_setzero_si256(), _mm256_add_epi32(L[i], off));
+  const __m256 scale = sel(gt(suml2, zero), _mm256_div_ps(sumlx, suml2), zero);
+  _mm256_storeu_ps(scale_out, sel(all_zero, zero, scale));
+  store_codes(n, stride, L, Lp);
+}
+
+namespace {
+// IQ4_NL's best_index on 8 lanes: binary search over the sorted table == count of levels
+// 1..14 at or below x, then the nearer of the two neighbours (ties up); NaN -> 15 like the
+// scalar search.
+inline __m256i best_index_iq4nl8(__m256 x) {
+  __m256i ml = _mm256_setzero_si256();
+  for (int k = 1; k < 15; ++k)
+    ml = _mm256_sub_epi32(ml, _mm256_castps_si256(_mm256_cmp_ps(
+                                  _mm256_set1_ps(static_cast<float>(kvalues_iq4nl[k])), x, _CMP_LE_OQ)));
+  const __m256i mu = _mm256_add_epi32(ml, _mm256_set1_epi32(1));
+  const __m256 table_lo = _mm256_loadu_ps(kvalues_f), table_hi = _mm256_loadu_ps(kvalues_f + 8);
+  // gather val[ml], val[mu] from the 16-entry float table (two permutes and a blend)
+  auto lookup = [&](__m256i idx) {
+    const __m256 lo = _mm256_permutevar8x32_ps(table_lo, idx), hi = _mm256_permutevar8x32_ps(table_hi, idx);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+  };
+  const __m256 below = lt(_mm256_sub_ps(x, lookup(ml)), _mm256_sub_ps(lookup(mu), x));
+  __m256i r = seli(below, ml, mu);
+  return seli(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), _mm256_set1_epi32(15), r);
+}
+inline __m256 level8(__m256i idx) {
+  const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(kvalues_f), idx);
+  const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(kvalues_f + 8), idx);
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+}  // namespace
+
+void iq4_nl_blocks8(const float* xp, const float* qwp, float* scale_out, std::uint8_t* Lp) {
+  Transposed t;
+  load_lanes(32, 32, xp, qwp ? qwp : xp, t);
+  const __m256* x = t.x;
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 sigma2 = zero;
+  for (int i = 0; i < 32; ++i) sigma2 = _mm256_add_ps(sigma2, _mm256_mul_ps(x[i], x[i]));
+  sigma2 = _mm256_mul_ps(sigma2, _mm256_set1_ps(2.f / 32));
+  __m256 w[32];
+  for (int i = 0; i < 32; ++i) {
+    const __m256 x2 = _mm256_mul_ps(x[i], x[i]);
+    w[i] = qwp ? _mm256_mul_ps(t.w[i], _mm256_sqrt_ps(_mm256_add_ps(sigma2, x2))) : x2;
+  }
+  __m256 mx = zero, amax = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m256 ax = fabs8(x[i]);
+    const __m256 bigger = gt(ax, amax);
+    amax = sel(bigger, ax, amax);
+    mx = sel(bigger, x[i], mx);
+  }
+  const __m256 all_zero = lt(amax, _mm256_set1_ps(1e-15f));
+  const float v0 = static_cast<float>(kvalues_iq4nl[0]);
+  __m256 d = _mm256_div_ps(_mm256_xor_ps(mx, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(v0));  // -max/values[0]
+  __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), d);
+  __m256 sumqx = zero, sumq2 = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m256 q = level8(best_index_iq4nl8(_mm256_mul_ps(id, x[i])));
+    const __m256 wq = _mm256_mul_ps(w[i], q);
+    sumqx = _mm256_add_ps(sumqx, _mm256_mul_ps(wq, x[i]));
+    sumq2 = _mm256_add_ps(sumq2, _mm256_mul_ps(wq, q));
+  }
+  d = sel(gt(sumq2, zero), _mm256_div_ps(sumqx, sumq2), zero);
+  __m256 best = _mm256_mul_ps(d, sumqx);
+  for (int itry = -7; itry <= 7; ++itry) {
+    id = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(itry) + v0), mx);
+    sumqx = sumq2 = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m256 q = level8(best_index_iq4nl8(_mm256_mul_ps(id, x[i])));
+      const __m256 wq = _mm256_mul_ps(w[i], q);
+      sumqx = _mm256_add_ps(sumqx, _mm256_mul_ps(wq, x[i]));
+      sumq2 = _mm256_add_ps(sumq2, _mm256_mul_ps(wq, q));
+    }
+    const __m256 take =
+        _mm256_and_ps(gt(sumq2, zero), gt(_mm256_mul_ps(sumqx, sumqx), _mm256_mul_ps(best, sumq2)));
+    const __m256 dn = _mm256_div_ps(sumqx, sumq2);
+    d = sel(take, dn, d);
+    best = sel(take, _mm256_mul_ps(dn, sumqx), best);
+  }
+  const __m256 scale = sel(all_zero, zero, d);
+  _mm256_storeu_ps(scale_out, scale);
+  const __m256 inv = sel(_mm256_cmp_ps(scale, zero, _CMP_NEQ_UQ), _mm256_div_ps(_mm256_set1_ps(1.0f), scale), zero);
+  __m256i L[32];
+  for (int i = 0; i < 32; ++i) L[i] = best_index_iq4nl8(_mm256_mul_ps(inv, x[i]));
+  store_codes(32, 32, L, Lp);
 }
 
 }  // namespace lowbit::ggml::lanes

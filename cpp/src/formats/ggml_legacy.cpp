@@ -382,72 +382,82 @@ int best_index_iq4nl(float x) {
 }
 }  // namespace
 
-// ggml_quantize_chunk's IQ4_NL: a 32-block with sigma^2 = 2*mean(x^2) of that block, 15
-// candidate scales (ntry = 7), then a requantization with the fp32 scale.
-void iq4_nl_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
-  auto* y = static_cast<block_iq4_nl*>(dst);
-  const float* qw_row = imatrix_of(p);
+namespace {
+// IQ4_NL's scale search on one 32-block (ggml_quantize_chunk: ntry = 7, sigma^2 = 2*mean(x^2)
+// of the block); returns the scale, writes the final indices.
+float iq4_nl_block(const float* xb, const float* qw, std::uint8_t* L) {
   const int ntry = 7;
-  for (i64 ib = 0; ib < n / QK4_NL; ++ib) {
-    const float* xb = x + 32 * ib;
-    float sigma2 = 0;
-    for (int j = 0; j < 32; ++j) sigma2 += xb[j] * xb[j];
-    sigma2 *= 2.f / 32;
-    float weight[32];
-    std::uint8_t L[32];
-    std::memset(y[ib].qs, 0, 16);
-    y[ib].d = fp32_to_half(0.f);
-    if (qw_row) {
-      const float* qw = qw_row + 32 * ib;
-      for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    } else {
-      for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
+  float sigma2 = 0;
+  for (int j = 0; j < 32; ++j) sigma2 += xb[j] * xb[j];
+  sigma2 *= 2.f / 32;
+  float weight[32];
+  if (qw) {
+    for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+  } else {
+    for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
+  }
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float ax = std::fabs(xb[j]);
+    if (ax > amax) {
+      amax = ax;
+      max = xb[j];
     }
-    float amax = 0, max = 0;
+  }
+  float scale = 0;
+  if (!(amax < GROUP_MAX_EPS)) {
+    const float v0 = static_cast<float>(kvalues_iq4nl[0]);
+    float d = -max / v0;
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
     for (int j = 0; j < 32; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) {
-        amax = ax;
-        max = xb[j];
-      }
+      const float q = static_cast<float>(kvalues_iq4nl[best_index_iq4nl(id * xb[j])]), w = weight[j];
+      sumqx += w * q * xb[j];
+      sumq2 += w * q * q;
     }
-    float scale = 0;
-    if (!(amax < GROUP_MAX_EPS)) {
-      const float v0 = static_cast<float>(kvalues_iq4nl[0]);
-      float d = -max / v0;
-      float id = 1 / d;
-      float sumqx = 0, sumq2 = 0;
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+      id = (static_cast<float>(itry) + v0) / max;
+      sumqx = sumq2 = 0;
       for (int j = 0; j < 32; ++j) {
-        const int l = best_index_iq4nl(id * xb[j]);
-        L[j] = static_cast<std::uint8_t>(l);
-        const float q = static_cast<float>(kvalues_iq4nl[l]), w = weight[j];
+        const float q = static_cast<float>(kvalues_iq4nl[best_index_iq4nl(id * xb[j])]), w = weight[j];
         sumqx += w * q * xb[j];
         sumq2 += w * q * q;
       }
-      d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-      float best = d * sumqx;
-      for (int itry = -ntry; itry <= ntry; ++itry) {
-        id = (static_cast<float>(itry) + v0) / max;
-        sumqx = sumq2 = 0;
-        for (int j = 0; j < 32; ++j) {
-          const int l = best_index_iq4nl(id * xb[j]);
-          const float q = static_cast<float>(kvalues_iq4nl[l]), w = weight[j];
-          sumqx += w * q * xb[j];
-          sumq2 += w * q * q;
-        }
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-          d = sumqx / sumq2;
-          best = d * sumqx;
-        }
+      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
       }
-      scale = d;
     }
-    // (an all-zero block leaves L as it was: llama.cpp reuses a stale buffer there, but
-    // then scale = 0 and every index below is recomputed from id = 0)
-    y[ib].d = fp32_to_half(scale);
-    const float id = scale != 0 ? 1 / scale : 0;
-    for (int j = 0; j < 32; ++j) L[j] = static_cast<std::uint8_t>(best_index_iq4nl(id * xb[j]));
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<std::uint8_t>(L[j] | (L[j + 16] << 4));
+    scale = d;
+  }
+  // llama.cpp requantizes with the fp32 scale (an all-zero block: scale 0, id 0)
+  const float id = scale != 0 ? 1 / scale : 0;
+  for (int j = 0; j < 32; ++j) L[j] = static_cast<std::uint8_t>(best_index_iq4nl(id * xb[j]));
+  return scale;
+}
+}  // namespace
+
+// ggml_quantize_chunk's IQ4_NL (not quantize_row_iq4_nl_ref, which skips the search).
+void iq4_nl_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
+  auto* y = static_cast<block_iq4_nl*>(dst);
+  const float* qw_row = imatrix_of(p);
+  const i64 nb = n / QK4_NL;
+  float scale[8];
+  std::uint8_t L[256];
+  for (i64 ib = 0; ib < nb; ++ib) {
+    const float* xb = x + 32 * ib;
+    const float* qw = qw_row ? qw_row + 32 * ib : nullptr;
+    const int k = static_cast<int>(ib % 8);
+#ifdef LOWBIT_HAVE_X86_KERNELS
+    if (k == 0 && ib + 8 <= nb && lanes::enabled()) lanes::iq4_nl_blocks8(xb, qw, scale, L);
+    else if (k == 0 || ib + 8 - k > nb || !lanes::enabled())
+#endif
+      scale[k] = iq4_nl_block(xb, qw, L + 32 * k);
+    y[ib].d = fp32_to_half(scale[k]);
+    const std::uint8_t* Lb = L + 32 * k;
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<std::uint8_t>(Lb[j] | (Lb[j + 16] << 4));
   }
 }
 

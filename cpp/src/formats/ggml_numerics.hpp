@@ -36,10 +36,24 @@ inline std::int32_t cvtt_i32(float f) {
 inline std::int8_t cvtt_i8(float f) { return static_cast<std::int8_t>(static_cast<std::uint8_t>(cvtt_i32(f) & 0xff)); }
 inline std::uint8_t cvtt_u8(float f) { return static_cast<std::uint8_t>(cvtt_i32(f) & 0xff); }
 
-// GGML_FP32_TO_FP16 of a build without F16C: round to nearest even; NaN -> sign | 0x7e00.
+// GGML_FP32_TO_FP16 of a build without F16C: round to nearest even, NaN -> sign | 0x7e00.
+// Branch-free: scaling by 2^112 then 2^-110 rounds the mantissa to fp16 precision in the FPU
+// (the classic float-arithmetic conversion); same bits as lowbit's fp32_to_fp16 on non-NaN.
 inline half fp32_to_half(float f) {
-  if (std::isnan(f)) return static_cast<half>(((float_bits(f) >> 16) & 0x8000u) | 0x7e00u);
-  return fp32_to_fp16(f);
+  const float scale_to_inf = 5.192296858534828e+33f;   // 2^112
+  const float scale_to_zero = 7.703719777548943e-34f;  // 2^-110
+  float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;
+  const std::uint32_t w = float_bits(f);
+  const std::uint32_t shl1_w = w + w;
+  const std::uint32_t sign = w & 0x80000000u;
+  std::uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  base = bits_float((bias >> 1) + 0x07800000u) + base;
+  const std::uint32_t bits = float_bits(base);
+  const std::uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
+  const std::uint32_t mantissa_bits = bits & 0x00000FFFu;
+  const std::uint32_t nonsign = exp_bits + mantissa_bits;
+  return static_cast<half>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
 }
 inline float half_to_fp32(half h) { return fp16_to_fp32(h); }
 

@@ -375,4 +375,14 @@ void qx_quants_x8(int n, int stride, int nmax, const float* x, const float* w, s
   }
 }
 
+void q3_quants_x8(int n, int stride, int nmax, const float* x, std::int8_t* L, float* scale) {
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  if (lanes::enabled() && n <= 32) {
+    lanes::q3_quants8(n, stride, nmax, x, L, scale);
+    return;
+  }
+#endif
+  for (int j = 0; j < 8; ++j) scale[j] = make_q3_quants(n, nmax, x + j * stride, L + j * stride, true);
+}
+
 }  // namespace lowbit::ggml

@@ -33,4 +33,7 @@ void qkx_quants_x8(int n, int stride, int nmax, const float* x, const float* w, 
 // make_qx_quants(n, nmax, ., ., rmse_type 1, w) on 8 blocks (w = x*x for ggml's default weights).
 void qx_quants_x8(int n, int stride, int nmax, const float* x, const float* w, std::int8_t* L, float* scale);
 
+// make_q3_quants(n, nmax, ., ., true) on 8 blocks.
+void q3_quants_x8(int n, int stride, int nmax, const float* x, std::int8_t* L, float* scale);
+
 }  // namespace lowbit::ggml
