@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ggml_lanes.hpp"
 #include "ggml_numerics.hpp"
 #include "ggml_solvers.hpp"
 #include "lowbit/formats_impl.hpp"
@@ -19,6 +20,18 @@ using namespace lowbit::ggml;
 namespace {
 
 const float* imatrix_of(const GroupParams* p) { return p ? p->quant_weights : nullptr; }
+
+// The 8-wide final requantization where enabled (same codes as the scalar loops below).
+bool lanes_requantize(int n, const float* x, float dm, float d, int lo, int hi, int off, void* L) {
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  if (lanes::enabled()) {
+    lanes::requantize(n, x, dm, d, lo, hi, off, static_cast<std::uint8_t*>(L));
+    return true;
+  }
+#endif
+  (void)n, (void)x, (void)dm, (void)d, (void)lo, (void)hi, (void)off, (void)L;
+  return false;
+}
 
 // 2-bit codes of 256 elements: byte 32h+l holds elements 128h+l+32k at bit 2k.
 void pack_2bit(const std::uint8_t* L, std::uint8_t* qs) {
@@ -66,7 +79,7 @@ std::int8_t get_scale_q3(int j, const std::uint8_t* s) {
 void q3_finish(const float* x, block_q3_K& b, std::int8_t* L) {
   for (int j = 0; j < QK_K / 16; ++j) {
     const float d = half_to_fp32(b.d) * static_cast<float>(get_scale_q3(j, b.scales));
-    if (d == 0) continue;
+    if (d == 0 || lanes_requantize(16, x + 16 * j, 0.f, d, -4, 3, 4, L + 16 * j)) continue;
     for (int ii = 0; ii < 16; ++ii) {
       const int l = std::max(-4, std::min(3, nearest_int(x[16 * j + ii] / d)));
       L[16 * j + ii] = static_cast<std::int8_t>(l + 4);
@@ -97,6 +110,7 @@ void requantize_k4(const float* x, const std::uint8_t* scales, half dh, half dmi
     const float d = half_to_fp32(dh) * static_cast<float>(sc);
     if (d == 0) continue;
     const float dm = half_to_fp32(dminh) * static_cast<float>(m);
+    if (lanes_requantize(32, x + 32 * j, dm, d, 0, NMAX, 0, L + 32 * j)) continue;
     for (int ii = 0; ii < 32; ++ii) {
       const int l = nearest_int((x[32 * j + ii] + dm) / d);
       L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(NMAX, l)));
@@ -251,6 +265,7 @@ void q2_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
       const float d = dd * static_cast<float>(b.scales[j] & 0xF);
       if (d == 0) continue;
       const float dm = dmin * static_cast<float>(b.scales[j] >> 4);
+      if (lanes_requantize(16, x + 16 * j, dm, d, 0, 3, 0, L + 16 * j)) continue;
       for (int ii = 0; ii < 16; ++ii) {
         const int l = nearest_int((x[16 * j + ii] + dm) / d);
         L[16 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(3, l)));
@@ -460,7 +475,7 @@ void q6_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
       b.scales[ib] = static_cast<std::int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
     for (int j = 0; j < QK_K / 16; ++j) {
       const float d = half_to_fp32(b.d) * static_cast<float>(b.scales[j]);
-      if (d == 0) continue;
+      if (d == 0 || lanes_requantize(16, x + 16 * j, 0.f, d, -32, 31, 32, L + 16 * j)) continue;
       for (int ii = 0; ii < 16; ++ii) {
         const int l = std::max(-32, std::min(31, nearest_int(x[16 * j + ii] / d)));
         L[16 * j + ii] = static_cast<std::int8_t>(l + 32);

@@ -47,3 +47,11 @@ void q3_quants8(int n, int stride, int nmax, const float* x, std::int8_t* L, flo
 void iq4_nl_blocks8(const float* x, const float* qw, float* scale, std::uint8_t* L);
 
 }  // namespace lowbit::ggml::lanes
+
+namespace lowbit::ggml::lanes {
+
+// The final requantization of the k-quants, 8 elements per instruction (n multiple of 8):
+// L[i] = clamp(nearest_int((x[i] + dm) / d), lo, hi) + off.
+void requantize(int n, const float* x, float dm, float d, int lo, int hi, int off, std::uint8_t* L);
+
+}  // namespace lowbit::ggml::lanes

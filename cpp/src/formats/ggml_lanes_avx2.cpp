@@ -457,4 +457,24 @@ void iq4_nl_blocks8(const float* xp, const float* qwp, float* scale_out, std::ui
   store_codes(32, 32, L, Lp);
 }
 
+void requantize(int n, const float* x, float dm, float d, int lo, int hi, int off, std::uint8_t* L) {
+  const __m256 vdm = _mm256_set1_ps(dm), vd = _mm256_set1_ps(d);
+  __m256i q[4];
+  for (int i = 0; i < n; i += 32) {
+    for (int k = 0; k < 4; ++k) {
+      if (i + 8 * k >= n) {
+        q[k] = _mm256_setzero_si256();
+        continue;
+      }
+      const __m256 v = _mm256_loadu_ps(x + i + 8 * k);
+      // (x + 0)/d for the symmetric types: only -0.0 becomes +0.0, and both round to code 0
+      q[k] = _mm256_add_epi32(clamp_i32(nearest_int8(_mm256_div_ps(_mm256_add_ps(v, vdm), vd)), lo, hi),
+                              _mm256_set1_epi32(off));
+    }
+    alignas(32) std::uint8_t tmp[32];
+    store_low_bytes(q, tmp);
+    std::memcpy(L + i, tmp, static_cast<std::size_t>(n - i < 32 ? n - i : 32));
+  }
+}
+
 }  // namespace lowbit::ggml::lanes
