@@ -71,7 +71,7 @@ def test_not_a_config_and_unknown_stats():
         lb.quantize(W, CFG, hesian=np.eye(8))
 
 
-@pytest.mark.parametrize("cfg", [lb.AWQConfig(), lb.HQQConfig(), lb.BnbConfig(), lb.GGUFConfig(),
+@pytest.mark.parametrize("cfg", [lb.AWQConfig(), lb.HQQConfig(), lb.BnbConfig(),
                                  lb.FP8Config()])
 def test_unimplemented_methods_raise_not_implemented(cfg):
     with pytest.raises(NotImplementedError, match=f"quant_method '{cfg.quant_method}'"):
