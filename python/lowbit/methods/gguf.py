@@ -3,8 +3,9 @@
 ``lowbit.quantize(W, GGUFConfig(type="Q4_K"), act_mean_sq=imatrix)`` writes, row for row, the
 bytes llama.cpp's ``ggml_quantize_chunk`` writes for the same float32 input and importance
 matrix (byte-exact; tested against llama.cpp itself). ``act_mean_sq`` is the optional imatrix:
-the per-input-column mean of x^2 (any positive multiple gives the same bytes only where ggml's
-searches are scale-invariant, so pass it as llama.cpp's imatrix tool would).
+float32 [in_features], the per-input-column mean of x^2. Its overall scale can move roundings
+in ggml's weighted searches, so for bytes identical to a llama.cpp run pass the very values
+llama.cpp used (its imatrix tool stores mean x^2 times the call count).
 
 Mixture recipes (``Q4_K_M`` ...) pick a type per tensor and so apply to whole models
 (:func:`lowbit.quantize_model`), not to one matrix.
