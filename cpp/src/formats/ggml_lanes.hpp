@@ -55,3 +55,12 @@ namespace lowbit::ggml::lanes {
 void requantize(int n, const float* x, float dm, float d, int lo, int hi, int off, std::uint8_t* L);
 
 }  // namespace lowbit::ggml::lanes
+
+namespace lowbit::ggml::lanes {
+
+// Packing of 32 codes: qs[j] = c[j] | (uint8)(c[j+16] << 4) (Q4_0/Q4_1/IQ4_NL), and the 5-bit
+// split (Q5_0/Q5_1): qs[j] = (c[j] & 15) | (c[j+16] & 15) << 4, bit 4 of c[j] -> bit j of qh.
+void pack_nibbles32(const std::uint8_t* codes, std::uint8_t* qs);
+void pack_5bit32(const std::uint8_t* codes, std::uint8_t* qs, std::uint8_t* qh);
+
+}  // namespace lowbit::ggml::lanes

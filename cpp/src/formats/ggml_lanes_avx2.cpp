@@ -477,4 +477,23 @@ void requantize(int n, const float* x, float dm, float d, int lo, int hi, int of
   }
 }
 
+void pack_nibbles32(const std::uint8_t* codes, std::uint8_t* qs) {
+  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes));
+  const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16));
+  const __m128i up = _mm_and_si128(_mm_slli_epi16(hi, 4), _mm_set1_epi8(static_cast<char>(0xF0)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm_or_si128(lo, up));
+}
+
+void pack_5bit32(const std::uint8_t* codes, std::uint8_t* qs, std::uint8_t* qh) {
+  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes));
+  const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16));
+  const __m128i low4 = _mm_and_si128(lo, _mm_set1_epi8(0x0F));
+  const __m128i up = _mm_and_si128(_mm_slli_epi16(hi, 4), _mm_set1_epi8(static_cast<char>(0xF0)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm_or_si128(low4, up));
+  // bit 4 of every byte to bit 7 (a 16-bit shift moves no other bit into bit 7 of a byte)
+  const __m256i all = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+  const std::uint32_t bits = static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(all, 3)));
+  std::memcpy(qh, &bits, 4);
+}
+
 }  // namespace lowbit::ggml::lanes

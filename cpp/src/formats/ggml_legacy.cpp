@@ -65,11 +65,15 @@ bool lanes_asym(const float* x, int lv, bool c15, float* d, float* m, std::uint8
   return lanes::asym_codes32(x, lv, c15, d, m, c);
 }
 bool lanes_q8(const float* x, float* d, std::int8_t* c) { return lanes::q8_codes32(x, d, c); }
+void lanes_pack4(const std::uint8_t* c, std::uint8_t* qs) { lanes::pack_nibbles32(c, qs); }
+void lanes_pack5(const std::uint8_t* c, std::uint8_t* qs, std::uint8_t* qh) { lanes::pack_5bit32(c, qs, qh); }
 #else
 bool lanes_on() { return false; }
 bool lanes_sym(const float*, int, float*, std::uint8_t*) { return false; }
 bool lanes_asym(const float*, int, bool, float*, float*, std::uint8_t*) { return false; }
 bool lanes_q8(const float*, float*, std::int8_t*) { return false; }
+void lanes_pack4(const std::uint8_t*, std::uint8_t*) {}
+void lanes_pack5(const std::uint8_t*, std::uint8_t*, std::uint8_t*) {}
 #endif
 
 void minmax(const float* xb, int n, float& mn, float& mx) {
@@ -114,7 +118,7 @@ void q4_0_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     float dv;
     if (fast && lanes_sym(xb, 8, &dv, codes)) {
       y[i].d = fp32_to_half(dv);
-      for (int j = 0; j < 16; ++j) y[i].qs[j] = static_cast<std::uint8_t>(codes[j] | (codes[j + 16] << 4));
+      lanes_pack4(codes, y[i].qs);
       continue;
     }
     const float d = signed_absmax(xb, 32) / -8;
@@ -171,7 +175,7 @@ void q4_1_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     if (fast && lanes_asym(xb, 15, true, &dv, &mv, codes)) {
       y[i].d = fp32_to_half(dv);
       y[i].m = fp32_to_half(mv);
-      for (int j = 0; j < 16; ++j) y[i].qs[j] = static_cast<std::uint8_t>(codes[j] | (codes[j + 16] << 4));
+      lanes_pack4(codes, y[i].qs);
       continue;
     }
     float mn, mx;
@@ -229,7 +233,7 @@ void q5_0_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     float dv;
     if (fast && lanes_sym(xb, 16, &dv, codes)) {
       y[i].d = fp32_to_half(dv);
-      pack_5bit(codes, y[i].qs, y[i].qh);
+      lanes_pack5(codes, y[i].qs, y[i].qh);
       continue;
     }
     const float d = signed_absmax(xb, 32) / -16;
@@ -286,7 +290,7 @@ void q5_1_from_float(const float* x, void* dst, i64 n, const GroupParams* p) {
     if (fast && lanes_asym(xb, 31, false, &dv, &mv, codes)) {
       y[i].d = fp32_to_half(dv);
       y[i].m = fp32_to_half(mv);
-      pack_5bit(codes, y[i].qs, y[i].qh);
+      lanes_pack5(codes, y[i].qs, y[i].qh);
       continue;
     }
     float mn, mx;
