@@ -35,6 +35,12 @@ bool lanes_requantize(int n, const float* x, float dm, float d, int lo, int hi, 
 
 // 2-bit codes of 256 elements: byte 32h+l holds elements 128h+l+32k at bit 2k.
 void pack_2bit(const std::uint8_t* L, std::uint8_t* qs) {
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  if (lanes::enabled()) {
+    lanes::pack_q2_K(L, qs);
+    return;
+  }
+#endif
   for (int j = 0; j < QK_K; j += 128)
     for (int l = 0; l < 32; ++l)
       qs[j / 4 + l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
@@ -85,6 +91,12 @@ void q3_finish(const float* x, block_q3_K& b, std::int8_t* L) {
       L[16 * j + ii] = static_cast<std::int8_t>(l + 4);
     }
   }
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  if (lanes::enabled()) {  // codes are in [0, 7] here
+    lanes::pack_q3_K(L, b.hmask, b.qs);
+    return;
+  }
+#endif
   std::memset(b.hmask, 0, sizeof b.hmask);
   int m = 0;
   std::uint8_t hm = 1;

@@ -64,3 +64,13 @@ void pack_nibbles32(const std::uint8_t* codes, std::uint8_t* qs);
 void pack_5bit32(const std::uint8_t* codes, std::uint8_t* qs, std::uint8_t* qh);
 
 }  // namespace lowbit::ggml::lanes
+
+namespace lowbit::ggml::lanes {
+
+// Q3_K's bit planes from codes L[256] in [0, 7]: bit 2 of L[32k+m] -> bit k of hmask[m], the
+// low 2 bits packed as in Q2_K (byte 32h+l holds L[128h+l+32k] at bit 2k).
+void pack_q3_K(const std::int8_t* L, std::uint8_t* hmask, std::uint8_t* qs);
+// Q2_K's packing of codes L[256] in [0, 3].
+void pack_q2_K(const std::uint8_t* L, std::uint8_t* qs);
+
+}  // namespace lowbit::ggml::lanes

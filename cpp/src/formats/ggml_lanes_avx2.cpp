@@ -496,4 +496,38 @@ void pack_5bit32(const std::uint8_t* codes, std::uint8_t* qs, std::uint8_t* qh) 
   std::memcpy(qh, &bits, 4);
 }
 
+namespace {
+// Byte-wise shifts through 16-bit shifts: exact while every byte holds at most the bits that
+// stay inside it (the callers mask to 2 bits or 1 bit first).
+inline void pack_2bit_planes(const __m256i* v, std::uint8_t* qs) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i a = _mm256_and_si256(v[4 * h], m3), b = _mm256_and_si256(v[4 * h + 1], m3);
+    const __m256i c = _mm256_and_si256(v[4 * h + 2], m3), d = _mm256_and_si256(v[4 * h + 3], m3);
+    const __m256i r = _mm256_or_si256(_mm256_or_si256(a, _mm256_slli_epi16(b, 2)),
+                                      _mm256_or_si256(_mm256_slli_epi16(c, 4), _mm256_slli_epi16(d, 6)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + 32 * h), r);
+  }
+}
+}  // namespace
+
+void pack_q3_K(const std::int8_t* L, std::uint8_t* hmask, std::uint8_t* qs) {
+  __m256i v[8];
+  __m256i hm = _mm256_setzero_si256();
+  const __m256i one = _mm256_set1_epi8(1);
+  for (int k = 0; k < 8; ++k) {
+    v[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(L + 32 * k));
+    const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(v[k], 2), one);  // L > 3 for L in [0, 7]
+    hm = _mm256_or_si256(hm, _mm256_sll_epi16(bit, _mm_cvtsi32_si128(k)));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(hmask), hm);
+  pack_2bit_planes(v, qs);
+}
+
+void pack_q2_K(const std::uint8_t* L, std::uint8_t* qs) {
+  __m256i v[8];
+  for (int k = 0; k < 8; ++k) v[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(L + 32 * k));
+  pack_2bit_planes(v, qs);
+}
+
 }  // namespace lowbit::ggml::lanes
