@@ -61,3 +61,7 @@ clean:
 .PHONY: bench-kernels
 bench-kernels: setup
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive $(RUN) bench/bench_kernels.py
+# GGUF quantize throughput vs llama.cpp's ggml_quantize_chunk (identical bytes asserted).
+bench-gguf: setup
+	$(PY) -m pip install -q llama-cpp-python
+	OMP_WAIT_POLICY=passive $(RUN) bench/bench_gguf.py

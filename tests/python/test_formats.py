@@ -48,6 +48,9 @@ def test_round_trip_every_format(name, n, rng):
         data = _core.quantize_row_ref(name, x)
         assert data.nbytes == _core.row_size(name, n)
         y = _core.dequantize_row_ref(name, data, n)
+        if info.is_quantized:  # ggml block formats: bounds in test_ggml_formats.py
+            assert y.shape == x.shape and np.all(np.isfinite(y))
+            return
         # below a float format's normal range the error is absolute: half its smallest subnormal
         floor_err = 0.0
         if info.block_size == 1:

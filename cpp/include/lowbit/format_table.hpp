@@ -20,6 +20,20 @@ enum class QType : std::int32_t {
   F32 = 0,
   F16 = 1,
   BF16 = 30,
+  // ggml block formats (self-contained: scales inside the blocks; see ggml_blocks.hpp)
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  IQ4_NL = 20,
   // lowbit's own: grouped integer codes with per-group scale and integer zero point
   // (RTN / GPTQ / AWQ). Canonical layout: see grouped_int.hpp.
   INT2 = 1002,

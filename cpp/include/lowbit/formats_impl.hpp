@@ -35,4 +35,33 @@ void f8_e5m2_to_float(const void* src, float* y, i64 n, const GroupParams*);
 void tinygemm_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
 void tinygemm_to_float(const void* src, float* y, i64 n, const GroupParams* p);
 
+// ggml block formats (ggml_legacy.cpp, ggml_kquants.cpp): what ggml_quantize_chunk writes
+// for one row (p->quant_weights = optional imatrix) and ggml's to_float.
+void q4_0_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q4_0_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q4_1_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q4_1_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q5_0_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q5_0_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q5_1_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q5_1_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q8_0_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q8_0_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q8_1_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q8_1_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q2_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q2_K_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q3_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q3_K_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q4_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q4_K_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q5_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q5_K_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q6_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q6_K_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void q8_K_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void q8_K_to_float(const void* src, float* y, i64 n, const GroupParams*);
+void iq4_nl_from_float(const float* x, void* dst, i64 n, const GroupParams* p);
+void iq4_nl_to_float(const void* src, float* y, i64 n, const GroupParams*);
+
 }  // namespace lowbit::formats
