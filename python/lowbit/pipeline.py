@@ -36,13 +36,14 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import _core
 from .config import QuantConfig
 from .data import Calibration
 from .evaluate import peak_memory_mb
@@ -274,6 +275,7 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
         for i in range(n_layers):
             block_names = [n for n in layer_cfgs if n.startswith(f"model.layers.{i}.")]
             changed: list[str] = []
+            staged = False  # True once a _StagedBlock has computed the next block's inputs
             if i < done_blocks:
                 pass  # weights restored from the checkpoint
             else:
@@ -283,6 +285,22 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
                 if not any(block_needs.values()):
                     for name in block_names:
                         _quantize_one(weights, name, block_cfgs[name], {}, layer_stats, bar, i, extra.get(name))
+                elif true_sequential and _STAGED_TRUE_SEQUENTIAL:
+                    # one forward pass over the block in total: each step's inputs come from the
+                    # cached outputs of the step before, computed with its quantized weights
+                    run = _StagedBlock(qmodel, i, acts, pos)
+                    for k, step in enumerate(_STEPS):
+                        todo = [n for n in (f"model.layers.{i}.{s}" for s in step) if n in block_cfgs]
+                        g = _Group(todo)
+                        for x in run.step_inputs(k):
+                            if todo and any(block_needs[n] for n in todo):
+                                if g.acc is None:
+                                    g.acc = HessianAccumulator(x.shape[-1])
+                                g.acc.add(x)
+                        if todo:
+                            _quantize_group(weights, g, block_cfgs, block_needs, layer_stats, bar, i, extra)
+                    if i + 1 < n_layers:
+                        acts, staged = run.outputs(), True
                 else:
                     steps = _STEPS if true_sequential else (tuple(n for s in _STEPS for n in s),)
                     for step in steps:
@@ -296,7 +314,7 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
             if partial is not None and i >= done_blocks:
                 _save_checkpoint(partial, weights, block_names, i, [n for n in changed if n not in
                                                                     {b + ".weight" for b in block_names}])
-            if acts is not None and i + 1 < n_layers:
+            if acts is not None and i + 1 < n_layers and not staged:
                 dt = acts[0].dtype
                 acts = [qmodel.block(i, _as_float32(x), pos).astype(dt) for x in acts]
     finally:
@@ -315,6 +333,56 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
         qmodel.save(out, overwrite=True)
         shutil.rmtree(partial, ignore_errors=True)
     return qmodel
+
+
+# The staged pass below; the observer-based _capture (a partial forward pass per step) is the
+# reference it is tested against.
+_STAGED_TRUE_SEQUENTIAL = True
+
+
+class _StagedBlock:
+    """Block ``i``'s forward pass over every sample, run once, step by step (_STEPS): the
+    inputs of step k are computed when asked for, from the cached outputs of step k-1, with
+    the weights as they are then (the earlier steps already quantized). Per sample it keeps at
+    most the residual stream and one intermediate (peak: D + intermediate_size floats a token,
+    in the activation dtype)."""
+
+    def __init__(self, model: LlamaModel, i: int, acts: list[np.ndarray], pos: np.ndarray) -> None:
+        self.m, self.i, self.pos, self.dt = model, i, pos, acts[0].dtype
+        self.p = f"model.layers.{i}."
+        self.x = acts                 # residual stream entering the attention (then after it)
+        self.mid: list[np.ndarray] = []   # o_proj's input, then down_proj's input
+
+    def _norm(self, x: np.ndarray, which: str) -> np.ndarray:
+        m = self.m
+        return _core.rms_norm(_as_float32(x), m._norms[self.p + which], m.config.rms_norm_eps)
+
+    def step_inputs(self, k: int) -> Iterator[np.ndarray]:
+        m, p = self.m, self.p
+        for j in range(len(self.x)):
+            if k == 0:    # q/k/v read the normed block input
+                y = self._norm(self.x[j], "input_layernorm.weight")
+            elif k == 1:  # o_proj reads the attention heads (q/k/v now quantized)
+                y = m.attention_heads(self.i, self._norm(self.x[j], "input_layernorm.weight"), self.pos)
+                self.mid.append(y.astype(self.dt))
+            elif k == 2:  # gate/up read the normed residual after the attention (o quantized)
+                h = _as_float32(self.x[j]) + m.linear(p + "self_attn.o_proj", _as_float32(self.mid[j]))
+                self.x[j], self.mid[j] = h.astype(self.dt), None
+                y = self._norm(h, "post_attention_layernorm.weight")
+            else:         # down reads silu(gate) * up (gate/up quantized)
+                h = self._norm(self.x[j], "post_attention_layernorm.weight")
+                y = _core.silu_mul(m.linear(p + "mlp.gate_proj", h), m.linear(p + "mlp.up_proj", h))
+                self.mid[j] = y.astype(self.dt)
+            yield y
+
+    def outputs(self) -> list[np.ndarray]:
+        """The block's outputs (the next block's inputs), down_proj now quantized."""
+        out = []
+        for j in range(len(self.x)):
+            y = _as_float32(self.x[j]) + self.m.linear(self.p + "mlp.down_proj", _as_float32(self.mid[j]))
+            self.x[j] = self.mid[j] = None
+            out.append(y.astype(self.dt))
+        return out
 
 
 def _capture(model: LlamaModel, i: int, acts: list[np.ndarray], pos: np.ndarray, todo: list[str],

@@ -94,6 +94,23 @@ def test_gptq_beats_rtn_and_sequential_modes_differ(stories, calib, text):
     assert all(s["objective"] <= s["objective_rtn"] * 1.0001 for s in stats)
 
 
+def test_staged_true_sequential_equals_one_partial_pass_per_step(stories, calib, monkeypatch):
+    # the staged pass (each step's inputs from the previous step's cached outputs) must give
+    # the very weights of the reference: a partial forward pass from the block input per step
+    import sys
+    pipeline = sys.modules["lowbit.pipeline"]
+    cfg = lb.GPTQConfig(bits=3, group_size=32)
+    staged = lb.quantize_model(stories, cfg, calib, progress=False,
+                               per_layer={r"layers\.1\.mlp\.up": None})  # a step with a dense member
+    monkeypatch.setattr(pipeline, "_STAGED_TRUE_SEQUENTIAL", False)
+    ref = lb.quantize_model(stories, cfg, calib, progress=False, per_layer={r"layers\.1\.mlp\.up": None})
+    for k, w in ref.weights.items():
+        if isinstance(w, QuantizedTensor):
+            assert same(staged.weights[k], w), k
+        else:
+            assert np.array_equal(np.asarray(staged.weights[k]), np.asarray(w)), k
+
+
 def test_per_layer_overrides_and_skip(stories, calib):
     q = lb.quantize_model(stories, lb.RTNConfig(bits=4, group_size=32), calib, progress=False,
                           per_layer={r"layers\.0\.": None, r"mlp\.down": lb.GPTQConfig(bits=3, group_size=32)},

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lowbit/common.hpp"
 #include "lowbit/half.hpp"
@@ -83,5 +84,20 @@ struct AnyMatrixView {
     }
   }
 };
+
+// The error for a non-finite weight W[r, c], naming its value and the view.
+[[noreturn]] inline void throw_non_finite_weight(const AnyMatrixView& W, i64 r, i64 c) {
+  std::vector<float> row(static_cast<std::size_t>(W.cols));
+  W.load_row(r, row.data());
+  throw InvalidArgument(str_cat("W must be finite, but W[", r, ", ", c, "] = ", row[static_cast<std::size_t>(c)],
+                                " (", W.describe(), "); replace or mask NaN/inf weights before quantizing"));
+}
+
+// After a parallel pass that marked, per row, the first non-finite column (or -1): throws for the
+// first marked row, so the message names the same element for any thread count.
+inline void check_non_finite_marks(const AnyMatrixView& W, const std::vector<i64>& bad_col) {
+  for (i64 r = 0; r < static_cast<i64>(bad_col.size()); ++r)
+    if (bad_col[static_cast<std::size_t>(r)] >= 0) throw_non_finite_weight(W, r, bad_col[static_cast<std::size_t>(r)]);
+}
 
 }  // namespace lowbit

@@ -41,10 +41,6 @@ void check_grid(const AwqGridParams& p) {
                p.group_size);
 }
 
-[[noreturn]] void throw_non_finite_weight(const AnyMatrixView& W, i64 r, i64 c, float v) {
-  throw InvalidArgument(str_cat("W must be finite, but W[", r, ", ", c, "] = ", v, " (", W.describe(), ")"));
-}
-
 // Pseudo-quantizes row x[0..cols) in place on AWQ's grid (groups of gs columns).
 void pseudo_quantize_row(float* x, i64 cols, i64 gs, const AwqGridParams& p, std::uint8_t* codes) {
   const GridKernels& k = grid_kernels();
@@ -101,7 +97,7 @@ void awq_pseudo_quantize(const AnyMatrixView& W, const float* s, const AwqGridPa
     if (c >= 0) {
       std::vector<float> row(static_cast<std::size_t>(cols));
       W.load_row(r, row.data());
-      throw_non_finite_weight(W, r, c, row[static_cast<std::size_t>(c)]);
+      throw_non_finite_weight(W, r, c);
     }
   }
 }
@@ -151,7 +147,7 @@ void awq_quantize(const AnyMatrixView& W, const AwqGridParams& p, const GroupedI
     if (c >= 0) {
       std::vector<float> row(static_cast<std::size_t>(s.cols));
       W.load_row(r, row.data());
-      throw_non_finite_weight(W, r, c, row[static_cast<std::size_t>(c)]);
+      throw_non_finite_weight(W, r, c);
     }
   }
 }
@@ -363,11 +359,7 @@ void awq_clip_search(const AnyMatrixView& W, const AnyMatrixView& X, const AwqCl
         return;
       }
   }, min_rows_per_thread(cols));
-  for (i64 r = 0; r < rows; ++r)
-    if (bad[static_cast<std::size_t>(r)] >= 0) {
-      const i64 c = bad[static_cast<std::size_t>(r)];
-      throw_non_finite_weight(W, r, c, Wf[static_cast<std::size_t>(r * cols + c)]);
-    }
+  check_non_finite_marks(W, bad);
 
   // Work items: (group, tile of rows). Each (row, group) is decided by one item, in order.
   constexpr i64 kRowTile = 64;

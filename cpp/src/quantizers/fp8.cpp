@@ -65,14 +65,7 @@ void quantize_impl(const AnyMatrixView& W, const Fp8Shape& s, std::uint8_t* code
         }
       },
       min_rows_per_thread(s.cols));
-  for (i64 r = 0; r < s.rows; ++r)
-    if (bad_col[static_cast<std::size_t>(r)] >= 0) {
-      std::vector<float> row(static_cast<std::size_t>(s.cols));
-      W.load_row(r, row.data());
-      const i64 c = bad_col[static_cast<std::size_t>(r)];
-      throw InvalidArgument(str_cat("W must be finite, but W[", r, ", ", c, "] = ", row[static_cast<std::size_t>(c)],
-                                    " (", W.describe(), "); replace or mask NaN/inf weights before quantizing"));
-    }
+  check_non_finite_marks(W, bad_col);
   // Tile scales: max is exact, so the reduction order does not matter.
   for (i64 tr = 0; tr < SR; ++tr)
     for (i64 tc = 0; tc < SC; ++tc) {

@@ -348,13 +348,7 @@ HqqStats hqq_quantize(const AnyMatrixView& W, const HqqParams& p, std::uint8_t* 
 
   i64 bad_r, bad_c;
   find_non_finite(W, &bad_r, &bad_c);
-  if (bad_r >= 0) {
-    std::vector<float> row(static_cast<std::size_t>(W.cols));
-    W.load_row(bad_r, row.data());
-    throw InvalidArgument(str_cat("W must be finite, but W[", bad_r, ", ", bad_c, "] = ",
-                                  row[static_cast<std::size_t>(bad_c)], " (", W.describe(),
-                                  "); replace or mask NaN/inf weights before quantizing"));
-  }
+  if (bad_r >= 0) throw_non_finite_weight(W, bad_r, bad_c);
 
   // The flattened float32 weight: W itself when it already is one, else a converted copy.
   std::vector<float> copy;

@@ -85,14 +85,7 @@ void tinygemm_quantize(const AnyMatrixView& W, i64 group_size, std::uint8_t* qwe
         tinygemm_quantize_row(row.data(), s.cols, group_size, sc.data(), origin.data(), qweight + r * s.row_bytes());
       },
       min_rows_per_thread(s.cols));
-  for (i64 r = 0; r < s.rows; ++r)
-    if (bad_col[static_cast<std::size_t>(r)] >= 0) {
-      std::vector<float> row(static_cast<std::size_t>(s.cols));
-      W.load_row(r, row.data());
-      const i64 c = bad_col[static_cast<std::size_t>(r)];
-      throw InvalidArgument(str_cat("W must be finite, but W[", r, ", ", c, "] = ", row[static_cast<std::size_t>(c)],
-                                    " (", W.describe(), "); replace or mask NaN/inf weights before quantizing"));
-    }
+  check_non_finite_marks(W, bad_col);
 }
 
 void tinygemm_dequantize(const TinygemmShape& s, const std::uint8_t* qweight, const std::uint16_t* scales_bf16,

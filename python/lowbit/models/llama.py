@@ -200,6 +200,14 @@ class LlamaModel:
         """Block ``i``'s attention sub-layer on normed hidden states ``h`` float32 ``[T, D]``:
         q/k/v projections, RoPE, causal attention and o_proj; float32 ``[T, D]`` (before the
         residual add). Cache and positions as in :meth:`block`."""
+        p = f"model.layers.{i}."
+        return self.linear(p + "self_attn.o_proj", self.attention_heads(i, h, positions, cache, observer), observer)
+
+    def attention_heads(self, i: int, h: np.ndarray, positions: np.ndarray, cache: KVCache | None = None,
+                        observer: Observer | None = None) -> np.ndarray:
+        """The attention sub-layer up to o_proj: q/k/v projections, RoPE and causal attention
+        on normed ``h`` float32 ``[T, D]``; the heads' outputs float32 ``[T, heads * head_dim]``
+        (o_proj's input)."""
         c = self.config
         p = f"model.layers.{i}."
         T = h.shape[0]
@@ -221,7 +229,7 @@ class LlamaModel:
                 raise ValueError("positions must start at 0 without a KV cache")
             k_all, v_all = k, v
         o = _core.attention(q, k_all, v_all, start, 1.0 / np.sqrt(c.head_dim))
-        return self.linear(p + "self_attn.o_proj", o, observer)
+        return o.reshape(T, -1)
 
     def mlp(self, i: int, h: np.ndarray, observer: Observer | None = None) -> np.ndarray:
         """Block ``i``'s SwiGLU MLP on normed hidden states ``h`` float32 ``[T, D]``:
