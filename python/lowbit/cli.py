@@ -4,7 +4,7 @@
     lowbit eval [MODEL] [--text FILE] [--seq-len N] [--protocol gptq|llama.cpp] [--max-windows N]
     lowbit generate [MODEL] "prompt" [--max-new-tokens N] [--temperature T] [--seed S]
     lowbit inspect [MODEL_OR_FILE]         architecture, tensors, formats, sizes
-    lowbit quantize [MODEL] --method rtn|gptq --bits 4 --group-size 128 [--desc-act] [--calib FILE ...] --out DIR
+    lowbit quantize [MODEL] --method rtn|gptq|awq|hqq|... --bits 4 --group-size 128 [--desc-act] [--calib FILE ...] --out DIR
     lowbit quantize [MODEL] --type Q4_K_M [--imatrix FILE] --format gguf --out model.gguf
     lowbit imatrix [MODEL] [--calib FILE ...] -o imatrix.gguf    llama.cpp importance matrix (.gguf or .dat)
     lowbit compare [MODEL] --methods rtn,gptq --bits 4,3 [--text FILE] [--quick] [--markdown F] [--csv F] [--plot F]
@@ -343,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(fn=_cmd_inspect)
     q = sub.add_parser("quantize", help="quantize a model and save it (lowbit format or GGUF)")
     q.add_argument("model", nargs="?", help=model_help)
-    q.add_argument("--method", default="gptq", help="rtn | gptq | gguf (default gptq; --type implies gguf)")
+    q.add_argument("--method", default="gptq",
+                   help="rtn | gptq | awq | hqq | gguf | ... (any registered quant_method; default gptq; "
+                        "--type implies gguf)")
     q.add_argument("--out", required=True, help="output folder, or .gguf file with --format gguf (written atomically)")
     q.add_argument("--format", choices=["lowbit", "gguf"], default="lowbit", help="output format (default lowbit)")
     q.add_argument("--type", help="GGUF type or llama.cpp mixture for --method gguf: Q4_K_M, Q5_K_M, Q8_0, ...")
