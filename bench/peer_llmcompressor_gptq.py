@@ -60,6 +60,12 @@ def main() -> int:
     else:
         from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform import AWQModifier
+        from llmcompressor.pipelines.cache import IntermediatesCache
+
+        if not torch.cuda.is_available():
+            # llm-compressor 0.14's AWQ pins its cached activations unconditionally, which raises
+            # without an accelerator; pinning only speeds up host-to-device copies
+            IntermediatesCache.pin_memory = lambda self, *a, **k: None
 
         recipe = [AWQModifier(duo_scaling=True),
                   QuantizationModifier(config_groups={"group_0": scheme}, ignore=["lm_head"])]
