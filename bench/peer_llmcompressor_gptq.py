@@ -11,7 +11,8 @@ GPTQModifier (--method gptq), or AWQ's scale search followed by min-max quantiza
 (--method awq: asymmetric, duo scaling, as lowbit's AWQConfig), on exactly the calibration token ids in calib.npy (int64 [n_samples, seq_len]),
 the settings matched to lowbit's GPTQConfig defaults (symmetric, damping 1% of the mean
 diagonal, block size 128, no act-order, min-max grid), and writes the quantize-dequantized
-weights of those linears (float32, Hugging Face names) plus the timings to weights.npz, so
+weights of those linears and the norm weights (AWQ folds 1/s into them; float32, Hugging Face
+names) plus the timings to weights.npz, so
 the caller evaluates both tools' weights with the same runtime and windows.
 """
 
@@ -86,6 +87,8 @@ def main() -> int:
             qa = mod.quantization_scheme.weights
             wq = fake_quantize(w, scale, zp.detach() if zp is not None else None, qa)
             out[f"{name}.weight"] = wq.float().numpy()
+        elif "norm" in type(mod).__name__.lower() and getattr(mod, "weight", None) is not None:
+            out[f"{name}.weight"] = mod.weight.detach().float().numpy()  # AWQ folds its scales into norms
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     import llmcompressor
 
