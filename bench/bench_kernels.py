@@ -9,7 +9,11 @@ One run, at 1 and 2 threads, prints:
   caches cannot hold them; decode GB/s of weight bytes (codes + scales) and its share of the
   read bandwidth; prefill GOP/s (2*M*N*K);
 * baselines: float32 NumPy matmul of the dequantized weights (decode cycles through float32
-  copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before).
+  copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before);
+* GGUF types (Q4_0, Q4_K, Q8_0, ... on the same bytes): lowbit next to llama.cpp's ggml
+  ``mul_mat`` on its CPU backend (``lowbit.peers.ggml_matmul``, llama-cpp-python's bundled
+  libggml), with the weights in ggml's ``CPU_REPACK`` buffer where ggml repacks that type on
+  this CPU (the path llama.cpp runs when it loads a model; the "repack" column says which).
 
 Timings on a shared machine are noisy: medians of --repeats, ratios within this run.
 
@@ -38,6 +42,10 @@ FORMATS = [
     ("int4 g128 float32-act", 4, 128, False, "float32"),
 ]
 SHAPES = [(4096, 4096), (14336, 4096)]
+# GGUF types, each next to llama.cpp's own mul_mat on the same bytes (ggml CPU backend, with
+# its load-time repack where ggml has one for the type on this CPU)
+GGUF_TYPES = ["q4_0", "q4_K", "q8_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q5_K", "q6_K", "iq4_nl"]
+GGUF_QUICK = ["q4_0", "q4_K", "q8_0"]
 
 
 def median_time(fn, repeats: int, inner: int = 1) -> float:
@@ -89,6 +97,7 @@ def main() -> None:
     ap.add_argument("--prefill-m", type=int, default=512)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--quick", action="store_true", help="first shape only, fewer formats")
+    ap.add_argument("--no-gguf", action="store_true", help="skip the GGUF types (and the llama.cpp peer)")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     shapes = SHAPES[:1] if args.quick else SHAPES
@@ -161,7 +170,70 @@ def main() -> None:
                       f"{2 * args.prefill_m * out * inp / tp / 1e9:7.1f} {base[t][1] / tp:11.2f}x")
             del packs, first
         print()
+    if not args.no_gguf:
+        gguf_section(args, threads, shapes, read_bw)
     lb.set_num_threads(0)
+
+
+def gguf_section(args: argparse.Namespace, threads: list[int], shapes: list[tuple[int, int]],
+                 read_bw: dict[int, float]) -> None:
+    """GGUF block formats: lowbit's QuantizedTensor.matmul (act="int8": llama.cpp's activation
+    rounding) next to llama.cpp's ggml on the same bytes, both cycling through weight copies."""
+    import copy
+
+    try:
+        from lowbit.peers import ggml_matmul
+        ggml_matmul.cpu_lib()
+        peer_ok, why = True, ""
+    except Exception as e:  # llama-cpp-python missing or unusable
+        peer_ok, why = False, str(e)
+    print("GGUF types: lowbit vs llama.cpp's ggml (CPU backend, repacked where ggml repacks the type)"
+          + ("" if peer_ok else f" -- peer unavailable: {why}"))
+    hdr = (f"{'type':8s} {'shape':>11s} {'thr':>3s} | {'decode us':>9s} {'GB/s':>6s} {'%read':>6s} {'ggml us':>8s}"
+           f" {'x ggml':>7s} | {'prefill ms':>10s} {'GOP/s':>7s} {'ggml GOP/s':>10s} {'x ggml':>7s} {'repack':>6s}")
+    print(hdr)
+    print("-" * len(hdr))
+    types = GGUF_QUICK if args.quick else GGUF_TYPES
+    for out, inp in shapes:
+        W = np.random.default_rng(6).standard_normal((out, inp)).astype(np.float32)
+        x1 = np.random.default_rng(4).standard_normal((1, inp)).astype(np.float32)
+        xp = np.random.default_rng(5).standard_normal((args.prefill_m, inp)).astype(np.float32)
+        for t in types:
+            q = lb.quantize(W, lb.GGUFConfig(type=t.upper() if t != "iq4_nl" else "IQ4_NL"))
+            nbytes = q.nbytes
+            n_copies = max(1, -(-args.working_set * 10**6 // nbytes))
+            qs = []
+            for _ in range(n_copies):
+                c = copy.copy(q)
+                c.__dict__.pop("_kernel", None)
+                qs.append(c.prepare())
+            peers = {}
+            if peer_ok:
+                data = [q.arrays["qweight"]] * n_copies  # ggml copies them into its own buffers
+                peers = {m: ggml_matmul.MatMul(t, data, inp, M=m, threads=threads[0]) for m in (1, args.prefill_m)}
+            for th in threads:
+                lb.set_num_threads(th)
+                it = iter(range(10**9))
+                td = median_time(lambda: qs[next(it) % n_copies].matmul(x1), args.repeats, inner=n_copies)
+                tp = median_time(lambda: qs[next(it) % n_copies].matmul(xp), max(1, args.repeats // 2))
+                gd = gp = float("nan")
+                if peers:
+                    for m, mm in peers.items():
+                        mm.set_threads(th)
+                        mm.run(x1 if m == 1 else xp)
+                    jt = iter(range(10**9))
+                    gd = median_time(lambda: peers[1].compute(next(jt) % n_copies), args.repeats, inner=n_copies)
+                    gp = median_time(lambda: peers[args.prefill_m].compute(next(jt) % n_copies),
+                                     max(1, args.repeats // 2))
+                gbs = nbytes / td / 1e9
+                ops = 2 * args.prefill_m * out * inp
+                print(f"{t:8s} {f'{out}x{inp}':>11s} {th:3d} | {1e6 * td:9.0f} {gbs:6.1f} {100 * gbs / read_bw[th]:5.0f}%"
+                      f" {1e6 * gd:8.0f} {gd / td:6.2f}x | {1e3 * tp:10.1f} {ops / tp / 1e9:7.1f} {ops / gp / 1e9:10.1f}"
+                      f" {gp / tp:6.2f}x {('yes' if peers and peers[1].repacked else 'no'):>6s}")
+            for mm in peers.values():
+                mm.close()
+            del qs, peers
+        print()
 
 
 if __name__ == "__main__":

@@ -248,6 +248,11 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
 
     weights = dict(model.weights)
     qmodel = LlamaModel(model.config, weights, model.tokenizer, dict(model.source))
+    # Calibration activations flow through the already-quantized layers in float32 (W_hat
+    # tiles times a float GEMM), as GPTQ's reference propagates them through fake-quantized
+    # weights: no int8 activation rounding in the statistics, and on AVX2 the float GEMM is
+    # also the faster path at calibration lengths. The returned model runs as `model` does.
+    qmodel.matmul_act = "float32"
     n_layers = model.config.num_hidden_layers
     partial = Path(str(out) + ".partial") if out is not None else None
     run_id = _hash_config(layer_cfgs, calibration if calibration is not None else Calibration(np.zeros((0, 0))))
@@ -322,6 +327,7 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
             bar.close()
 
     seconds = time.perf_counter() - t_start
+    qmodel.matmul_act = model.matmul_act
     qmodel.quantization = {
         "config": config.to_dict() if config is not None else None,
         "per_layer": {k: v.to_dict() for k, v in layer_cfgs.items() if config is None or v != config},
