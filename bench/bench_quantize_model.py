@@ -17,7 +17,8 @@ Steps:
      quantize-dequantized weights;
   5. both weight sets evaluated by lowbit's runtime on the same WikiText-2 test windows
      (GPTQ protocol, --seq-len-eval tokens), next to the unquantized model.
-Printed: seconds, x peer (peer seconds / lowbit seconds: > 1 means lowbit is faster), ppl.
+Printed: wall seconds and CPU seconds (user+system, all threads), each with x peer (peer / lowbit:
+> 1 means lowbit is faster), peak RSS, ppl.
 The peer venv is made by `make bench-quantize` (torch==2.13.0 CPU, llmcompressor,
 transformers<=5.17); without it the bench prints lowbit's figures alone and says why.
 """
@@ -103,11 +104,11 @@ def main() -> int:
         return lb.evaluate.perplexity(m, test, seq_len=args.seq_len_eval, max_windows=args.eval_windows).ppl
 
     rows = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     qm = lb.quantize_model(model, cfg, calib, progress=sys.stderr.isatty())
-    t_lowbit = time.perf_counter() - t0
+    t_lowbit, cpu_lowbit = time.perf_counter() - t0, time.process_time() - c0
     rss_lowbit = peak_rss_mb()
-    rows.append(("lowbit " + lb.__version__, t_lowbit, rss_lowbit, ppl(qm)))
+    rows.append(("lowbit " + lb.__version__, t_lowbit, cpu_lowbit, rss_lowbit, ppl(qm)))
     del qm
 
     peer_py = Path(args.peer_python)
@@ -132,16 +133,19 @@ def main() -> int:
                 z = np.load(out)
                 meta = json.loads(bytes(z["__meta__"]).decode())
                 weights = {k: z[k] for k in z.files if k != "__meta__"}
-                rows.append((meta["tool"], meta["seconds"], meta["peak_rss_mb"], ppl(with_weights(model, weights))))
+                rows.append((meta["tool"], meta["seconds"], meta.get("cpu_seconds", float("nan")), meta["peak_rss_mb"],
+                             ppl(with_weights(model, weights))))
     base = ppl(model)
 
     print()
-    print(f"{'tool':<48} {'quantize s':>10} {'x peer':>7} {'peak RSS MB':>11} {'ppl':>8}")
-    t_peer = rows[1][1] if len(rows) > 1 else None
-    for tool, secs, rss, p in rows:
+    print(f"{'tool':<48} {'quantize s':>10} {'x peer':>7} {'CPU s':>8} {'x peer':>7} {'peak RSS MB':>11} {'ppl':>8}")
+    t_peer, c_peer = (rows[1][1], rows[1][2]) if len(rows) > 1 else (None, None)
+    for tool, secs, cpu, rss, p in rows:
         ratio = f"{t_peer / secs:7.2f}" if t_peer else "      -"
-        print(f"{tool:<48} {secs:10.1f} {ratio} {rss:11.0f} {p:8.3f}")
-    print(f"{'unquantized':<48} {'':>10} {'':>7} {'':>11} {base:8.3f}")
+        cratio = f"{c_peer / cpu:7.2f}" if c_peer else "      -"
+        print(f"{tool:<48} {secs:10.1f} {ratio} {cpu:8.1f} {cratio} {rss:11.0f} {p:8.3f}")
+    print(f"{'unquantized':<48} {'':>10} {'':>7} {'':>8} {'':>7} {'':>11} {base:8.3f}")
+    print("(CPU s: user+system seconds of all threads; on a shared machine it is the steadier measure of work)")
     print(f"(ppl: WikiText-2 test, {args.seq_len_eval}-token windows"
           f"{'' if args.eval_windows is None else f', first {args.eval_windows}'}; both weight sets run in lowbit)")
     if peer_note:
