@@ -171,9 +171,10 @@ def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym:
 
     if method == "rtn":
         return RTNConfig(bits=bits, group_size=group_size, sym=sym)
-    if method == "gptq":
+    if method in ("gptq", "gptq-desc-act"):  # the second: act-order in one row of a comparison
         kw = {"damp_percent": damp} if damp is not None else {}
-        return GPTQConfig(bits=bits, group_size=group_size, desc_act=desc_act, sym=sym, **kw)
+        return GPTQConfig(bits=bits, group_size=group_size, desc_act=desc_act or method == "gptq-desc-act", sym=sym,
+                          **kw)
     if method == "hqq":  # HQQConfig says nbits, as hqq and transformers do
         from .config import HQQConfig
 
@@ -356,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bits", type=int, default=4)
     c = sub.add_parser("compare", help="quantize with several configs; one table of ppl, KLD, size, speed")
     c.add_argument("model", nargs="?", help=model_help)
-    c.add_argument("--methods", default="rtn,gptq", help="comma-separated (default rtn,gptq)")
+    c.add_argument("--methods", default="rtn,gptq",
+                   help="comma-separated (default rtn,gptq); gptq-desc-act is GPTQ with act-order, so one table can "
+                        "hold both")
     c.add_argument("--bits", default="4,3", help="comma-separated (default 4,3)")
     c.add_argument("--text", help="evaluation text (default: WikiText-2 test from ../shared/data)")
     c.add_argument("--eval-seq-len", type=int, help="evaluation window (default 2048)")

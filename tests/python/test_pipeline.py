@@ -215,3 +215,14 @@ def test_cli_quantize_and_compare(shared_data_module, tmp_path, capsys):
     assert md.read_text().startswith("| method | bits |")
     assert main(["compare", model, "--methods", "nosuch", "--bits", "4", "--text", story]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_cli_method_names_map_to_configs():
+    from lowbit.cli import _method_config
+
+    assert _method_config("gptq", 4, 128, False, True, None) == lb.GPTQConfig(bits=4, group_size=128)
+    assert _method_config("gptq-desc-act", 3, 64, False, True, None) == lb.GPTQConfig(bits=3, group_size=64,
+                                                                                     desc_act=True)
+    assert _method_config("rtn", 4, 128, True, False, None) == lb.RTNConfig(bits=4, group_size=128, sym=False)
+    with pytest.raises(ValueError, match="unknown method"):
+        _method_config("nope", 4, 128, False, True, None)
