@@ -104,7 +104,7 @@ x: float32 / float16 / bfloat16 (float64 is converted) [M, in_features]; w: Pack
 act: 'int8' (activations quantized per 32-column block to int8, ggml Q8_0 style; error vs the
 float product <= sum_k |W_hat[r,k]| * d_block(k) / 2), 'float32' (dequantized weight tiles x
 float32 GEMM), 'int8_token' (W8A8: per-token int8 activations, 8-bit weights with one group per
-row, exact int32 accumulation). isa: None (active) or 'scalar' / 'avx2' / 'avx512' (tests).
+row, exact int32 accumulation). isa: None (active) or 'scalar' / 'avx2' / 'avx512' / 'neon' (tests).
 Returns float32 [M, out_features]. Bit-identical for any thread count.)doc");
 
   // STREAM-style probes for bench/bench_kernels.py: the read bandwidth the decode kernels

@@ -29,14 +29,16 @@ void register_system(py::module_& m) {
         d["os_saves_ymm"] = f.os_avx;
         d["os_saves_zmm"] = f.os_avx512;
         d["neon"] = f.neon;
+        d["dotprod"] = f.dotprod;
         return d;
       },
-      "CPU features found by CPUID/XGETBV (a feature the OS does not enable reads False).");
+      "CPU features found by CPUID/XGETBV on x86, AT_HWCAP on aarch64 Linux (a feature the OS does not\n"
+      "enable reads False).");
   m.def(
       "supported_isas",
       [] {
         py::list l;
-        for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+        for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon})
           if (isa_supported(i)) l.append(isa_name(i));
         return l;
       },
@@ -44,7 +46,7 @@ void register_system(py::module_& m) {
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); },
         "The ISA path in use (LOWBIT_ISA overrides the best supported one).");
   m.def("force_isa", [](const std::string& name) { force_isa(parse_isa(name)); }, py::arg("isa"),
-        "Switch the kernel path: 'scalar', 'avx2' or 'avx512'. NotImplementedError if unsupported.");
+        "Switch the kernel path: 'scalar', 'avx2', 'avx512' or 'neon'. NotImplementedError if unsupported.");
   m.def("get_num_threads", &get_num_threads, "Threads lowbit's parallel regions use.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Set the threads lowbit uses; n <= 0 restores the default (OMP_NUM_THREADS / all cores).");

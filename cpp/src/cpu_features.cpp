@@ -9,6 +9,11 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #define LOWBIT_X86_DETECT 1
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)  // the kernel's bit for SDOT/UDOT (asm/hwcap.h)
+#endif
 #endif
 
 namespace lowbit {
@@ -55,7 +60,12 @@ CpuFeatures detect() {
   if (!f.os_avx) f.avx = f.avx2 = f.fma = f.f16c = f.avxvnni = false;
   if (!f.os_avx512) f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512vnni = f.avx512bf16 = false;
 #elif defined(__aarch64__)
-  f.neon = true;
+  f.neon = true;  // Advanced SIMD is part of the AArch64 baseline
+#if defined(__linux__)
+  f.dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__ARM_FEATURE_DOTPROD)
+  f.dotprod = true;  // no run-time query here: trust the build's target
+#endif
 #endif
   return f;
 }
@@ -72,6 +82,7 @@ const char* isa_name(Isa isa) {
     case Isa::Scalar: return "scalar";
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
+    case Isa::Neon: return "neon";
   }
   return "?";
 }
@@ -80,7 +91,8 @@ Isa parse_isa(const std::string& name) {
   if (name == "scalar") return Isa::Scalar;
   if (name == "avx2") return Isa::Avx2;
   if (name == "avx512") return Isa::Avx512;
-  throw InvalidArgument(str_cat("ISA must be one of 'scalar', 'avx2', 'avx512', got '", name, "'"));
+  if (name == "neon") return Isa::Neon;
+  throw InvalidArgument(str_cat("ISA must be one of 'scalar', 'avx2', 'avx512', 'neon', got '", name, "'"));
 }
 
 bool isa_supported(Isa isa) {
@@ -94,11 +106,17 @@ bool isa_supported(Isa isa) {
     case Isa::Avx2:
     case Isa::Avx512: (void)f; return false;
 #endif
+#ifdef LOWBIT_HAVE_NEON_KERNELS
+    case Isa::Neon: return f.neon;
+#else
+    case Isa::Neon: return false;
+#endif
   }
   return false;
 }
 
 Isa best_isa() {
+  if (isa_supported(Isa::Neon)) return Isa::Neon;
   if (isa_supported(Isa::Avx512)) return Isa::Avx512;
   if (isa_supported(Isa::Avx2)) return Isa::Avx2;
   return Isa::Scalar;

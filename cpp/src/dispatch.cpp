@@ -56,7 +56,8 @@ const Table& pick(Isa isa, const Table& scalar_t, const Table& avx2_t, const Tab
 }
 
 // A family's per-ISA tables; without x86 kernels only the scalar one exists (and
-// isa_supported() rejects the others before pick() would return it).
+// isa_supported() rejects the others before pick() would return it). Isa::Neon has no
+// tables of its own in these families: pick() gives it the scalar ones.
 #ifdef LOWBIT_HAVE_X86_KERNELS
 #define LOWBIT_ISA_TABLES(name) scalar::name, avx2::name, avx512::name
 #else

@@ -14,7 +14,8 @@ __all__ = ["cpu_info", "force_isa", "get_num_threads", "set_num_threads"]
 def cpu_info() -> dict[str, Any]:
     """Report the CPU features found and the kernel ISA path in use.
 
-    Returns a dict with ``features`` (name -> bool, from CPUID and the OS's XGETBV state),
+    Returns a dict with ``features`` (name -> bool, from CPUID and the OS's XGETBV state on
+    x86; ``neon`` and ``dotprod`` from AT_HWCAP on aarch64),
     ``supported_isas`` (paths this build can run here, worst to best), ``isa`` (the path in
     use: the best one, or what ``LOWBIT_ISA`` / :func:`force_isa` chose), ``isa_override``
     (the ``LOWBIT_ISA`` value, or None), ``num_threads``, ``machine`` and ``version``.
@@ -31,13 +32,16 @@ def cpu_info() -> dict[str, Any]:
 
 
 def force_isa(isa: str) -> None:
-    """Use the ``'scalar'``, ``'avx2'`` or ``'avx512'`` kernels from now on (tests, benchmarks).
+    """Use the ``'scalar'``, ``'avx2'``, ``'avx512'`` or ``'neon'`` kernels from now on (tests, benchmarks).
+
+    ``'neon'`` (aarch64) has its own quantized-matmul kernels; its other kernel families are
+    the scalar ones.
 
     Raises ValueError for an unknown name and NotImplementedError when this CPU/build cannot
     run that path. Results are bit-identical across paths for every kernel lowbit has today.
     """
     if not isinstance(isa, str):
-        raise TypeError(f"isa must be a str ('scalar', 'avx2' or 'avx512'), got {type(isa).__name__}")
+        raise TypeError(f"isa must be a str ('scalar', 'avx2', 'avx512' or 'neon'), got {type(isa).__name__}")
     _core.force_isa(isa)
 
 

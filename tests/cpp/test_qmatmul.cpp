@@ -100,6 +100,9 @@ TEST_P(QMatmulIsa, QuantizeActMatchesScalarBitForBit) {
     std::vector<float> ties(static_cast<std::size_t>(nb * 32));
     for (std::size_t i = 0; i < ties.size(); ++i) ties[i] = 0.5f * static_cast<float>(i % 9) - 2.0f;
     inputs.push_back(ties);
+    std::vector<float> tiny = test_data::uniform_data(nb * 32, 9, -1e-39f, 1e-39f);  // 1/scale overflows
+    tiny[3] = 0.0f;                                                                  // 0 * inf = NaN
+    inputs.push_back(tiny);
     std::vector<float> bad = inputs[0];
     bad[5] = NAN;
     inputs.push_back(bad);
@@ -184,7 +187,7 @@ TEST_P(QMatmulIsa, GemmS8ExactAndW8A8MatchesScalarBitForBit) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllIsas, QMatmulIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512),
+INSTANTIATE_TEST_SUITE_P(AllIsas, QMatmulIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon),
                          [](const ::testing::TestParamInfo<Isa>& i) { return std::string(isa_name(i.param)); });
 
 // The scalar definition against an independent double computation from the same quantized

@@ -40,7 +40,7 @@ def _restore_global_state():
     lb.set_num_threads(0)
 
 
-ALL_ISAS = ["scalar", "avx2", "avx512"]
+ALL_ISAS = ["scalar", "avx2", "avx512", "neon"]
 
 
 @pytest.fixture(params=ALL_ISAS)

@@ -115,7 +115,7 @@ def test_isa_override_errors():
         lb.force_isa("sse9")
     with pytest.raises(TypeError):
         lb.force_isa(2)
-    for isa in ("avx2", "avx512"):
+    for isa in ("avx2", "avx512", "neon"):
         if isa not in _core.supported_isas():
             with pytest.raises(NotImplementedError, match="not supported"):
                 lb.force_isa(isa)

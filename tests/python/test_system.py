@@ -18,6 +18,9 @@ def test_cpu_info_reports_features_and_path():
     assert isinstance(info["features"]["avx2"], bool)
     if "avx2" in info["supported_isas"]:
         assert info["features"]["avx2"] and info["features"]["fma"]
+    assert isinstance(info["features"]["neon"], bool) and isinstance(info["features"]["dotprod"], bool)
+    # NEON kernels exist exactly in aarch64 builds (scripts/check_arm.sh tests them under qemu)
+    assert ("neon" in info["supported_isas"]) == (info["machine"] in ("aarch64", "arm64"))
     assert info["num_threads"] >= 1
 
 

@@ -13,11 +13,13 @@ struct CpuFeatures {
   bool neon = false, dotprod = false;
 };
 
-// The kernel families lowbit compiles. Higher is better; each implies the ones below.
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+// The kernel families lowbit compiles. Among the x86 ones higher is better and each implies
+// the ones below; Neon (aarch64) only stands above Scalar. On Neon only the quantized matmul
+// (qmatmul.hpp) has SIMD kernels; the other families run their scalar tables there.
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
 
 const char* isa_name(Isa isa);
-// "scalar" | "avx2" | "avx512"; throws InvalidArgument for anything else.
+// "scalar" | "avx2" | "avx512" | "neon"; throws InvalidArgument for anything else.
 Isa parse_isa(const std::string& name);
 
 // Detected once, cached.

@@ -114,6 +114,10 @@ namespace scalar { extern const QMatmulKernels kQMatmulKernels; }
 namespace avx2 { extern const QMatmulKernels kQMatmulKernels; }
 namespace avx512 { extern const QMatmulKernels kQMatmulKernels; }
 namespace avx512_vnni { extern const QMatmulKernels kQMatmulKernels; }
+// aarch64 only (kernels/neon/qmatmul.cpp compiled twice): widening multiplies, and SDOT
+// (Armv8.2 dotprod, chosen when the CPU has it). Both give bit-identical results.
+namespace neon { extern const QMatmulKernels kQMatmulKernels; }
+namespace neon_dotprod { extern const QMatmulKernels kQMatmulKernels; }
 
 // Activation input: float32, float16 or bfloat16 rows (contiguous, row stride ldx elements).
 enum class ActDType : int { F32 = 0, F16 = 1, BF16 = 2 };

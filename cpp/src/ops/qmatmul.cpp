@@ -282,6 +282,9 @@ const QMatmulKernels& qmatmul_kernels(Isa isa) {
   if (isa == Isa::Avx512) return cpu_features().avx512vnni ? avx512_vnni::kQMatmulKernels : avx512::kQMatmulKernels;
   if (isa == Isa::Avx2) return avx2::kQMatmulKernels;
 #endif
+#ifdef LOWBIT_HAVE_NEON_KERNELS
+  if (isa == Isa::Neon) return cpu_features().dotprod ? neon_dotprod::kQMatmulKernels : neon::kQMatmulKernels;
+#endif
   return scalar::kQMatmulKernels;
 }
 
