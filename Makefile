@@ -65,3 +65,8 @@ bench-kernels: setup
 bench-gguf: setup
 	$(PY) -m pip install -q llama-cpp-python
 	OMP_WAIT_POLICY=passive $(RUN) bench/bench_gguf.py
+# aarch64: cross-build the C++ library + GoogleTest (build-arm/) and run the quantized-matmul
+# tests under qemu, without and with the dotprod extension (not part of `make test`).
+.PHONY: check-arm
+check-arm:
+	bash scripts/check_arm.sh

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${LOWBIT_VENV:-.venv}
 BUILD=${LOWBIT_ARM_BUILD:-build-arm}
-FILTER=${GTEST_FILTER:-'QMatmul*'}
+FILTER=${GTEST_FILTER:-'*QMatmul*'}
 CPUS=${LOWBIT_ARM_CPUS:-"cortex-a72 neoverse-n1"}
 SYSROOT=/usr/aarch64-linux-gnu
 start=$(date +%s)
