@@ -260,3 +260,18 @@ def test_live_llama_cpp_mul_mat(peer, t, isa):
         y = _core.ggml_qmatmul(x, _core.prepare_ggml(t, qw, 9, inp), "int8")
         ok, ex = within(y, peer.cpu_mul_mat(t, qw, x), order_bound(t, qw, x))
         assert ok, f"{t} in={inp} ({isa}): differs from llama.cpp {peer.version()} by {ex:.3g} beyond float order"
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.parametrize("t", TYPES)
+def test_live_llama_cpp_graph_mul_mat(peer, t):
+    """Against a real ggml_mul_mat graph (ggml-cpu's own tiling and kernels, 2 threads)."""
+    rng = np.random.default_rng(sum(map(ord, t)) + 11)
+    inp = 2 * block(t)
+    qw = _core.quantize_rows(t, rng.standard_normal((37, inp)).astype(np.float32))
+    w = _core.prepare_ggml(t, qw, 37, inp)
+    for M in (1, 5, 70):
+        x = rng.standard_normal((M, inp)).astype(np.float32)
+        want = peer.MulMat(t, qw, inp, M, n_threads=2)(x)
+        ok, ex = within(_core.ggml_qmatmul(x, w), want, order_bound(t, qw, x))
+        assert ok, f"{t} M={M}: differs from ggml_mul_mat {peer.version()} by {ex:.3g} beyond float order"

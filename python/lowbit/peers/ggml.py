@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["GGML_TYPES", "PeerMissing", "available", "cpu_from_float", "cpu_lib", "cpu_mul_mat", "dequantize", "lib",
-           "quantize", "quantize_chunk", "requires_imatrix", "row_size", "vec_dot_type", "version"]
+           "MulMat", "quantize", "quantize_chunk", "requires_imatrix", "row_size", "vec_dot_type", "version"]
 
 # lowbit format name -> ggml type id (REFERENCE.md §6.2)
 GGML_TYPES: dict[str, int] = {
@@ -276,3 +276,68 @@ def cpu_mul_mat(fmt: str, W: npt.ArrayLike, X: npt.ArrayLike) -> np.ndarray:
             dot(n, ctypes.byref(s), 0, w[r].ctypes.data, 0, xq[m].ctypes.data, 0, 1)
             y[m, r] = s.value
     return y
+
+
+class _InitParams(ctypes.Structure):
+    # struct ggml_init_params (ggml.h)
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
+
+
+@functools.lru_cache(maxsize=1)
+def _graph_api() -> tuple[ctypes.CDLL, ctypes.CDLL]:
+    h, c = lib(), cpu_lib()
+    P = ctypes.c_void_p
+    for name, args, res in (("ggml_init", [_InitParams], P), ("ggml_free", [P], None),
+                            ("ggml_new_tensor_2d", [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64], P),
+                            ("ggml_mul_mat", [P, P, P], P), ("ggml_new_graph", [P], P),
+                            ("ggml_build_forward_expand", [P, P], None), ("ggml_get_data", [P], P),
+                            ("ggml_tensor_overhead", [], ctypes.c_size_t),
+                            ("ggml_graph_overhead", [], ctypes.c_size_t)):
+        fn = getattr(h, name)
+        fn.argtypes, fn.restype = args, res
+    c.ggml_graph_compute_with_ctx.argtypes = [P, P, ctypes.c_int]
+    c.ggml_graph_compute_with_ctx.restype = ctypes.c_int
+    return h, c
+
+
+class MulMat:
+    """llama.cpp's CPU ``ggml_mul_mat`` graph for fixed weights: ``MulMat(fmt, W, n, M, threads)(X)``
+    returns y = X @ W_hat.T (float32 [M, rows]) computed by ggml-cpu exactly as in a llama.cpp model
+    (activations quantized to the type's vec_dot_type, its SIMD vec_dot / gemm kernels; weights in
+    a plain CPU buffer, so without llama.cpp's optional repacked layouts). For benchmarks and
+    tests; W is uint8 [rows, row_size(fmt, n)]."""
+
+    def __init__(self, fmt: str, W: npt.ArrayLike, n: int, M: int, n_threads: int = 1) -> None:
+        h, _ = _graph_api()
+        w = np.ascontiguousarray(W, dtype=np.uint8)
+        if w.ndim != 2 or w.shape[1] != row_size(fmt, n):
+            raise ValueError(f"W must have shape (rows, {row_size(fmt, n)}) for {fmt} rows of {n}, got {w.shape}")
+        self.rows, self.n, self.M, self.n_threads = w.shape[0], n, M, n_threads
+        mem = (w.nbytes + 4 * M * n + 4 * M * self.rows + 2 * M * n + (32 << 20)
+               + 8 * h.ggml_tensor_overhead() + h.ggml_graph_overhead())
+        self._ctx = h.ggml_init(_InitParams(mem, None, False))
+        if not self._ctx:
+            raise MemoryError("ggml_init failed")
+        a = h.ggml_new_tensor_2d(self._ctx, _type_id(fmt), n, self.rows)
+        ctypes.memmove(h.ggml_get_data(a), w.ctypes.data, w.nbytes)
+        self._b = h.ggml_new_tensor_2d(self._ctx, 0, n, M)  # f32 activations, one row of x per ne1
+        self._c = h.ggml_mul_mat(self._ctx, a, self._b)      # [M, rows]
+        self._gf = h.ggml_new_graph(self._ctx)
+        h.ggml_build_forward_expand(self._gf, self._c)
+
+    def __call__(self, X: npt.ArrayLike) -> np.ndarray:
+        h, c = _graph_api()
+        x = np.ascontiguousarray(X, dtype=np.float32)
+        if x.shape != (self.M, self.n):
+            raise ValueError(f"X must have shape ({self.M}, {self.n}), got {x.shape}")
+        ctypes.memmove(h.ggml_get_data(self._b), x.ctypes.data, x.nbytes)
+        if c.ggml_graph_compute_with_ctx(self._ctx, self._gf, self.n_threads) != 0:
+            raise RuntimeError("ggml_graph_compute_with_ctx failed")
+        out = np.empty((self.M, self.rows), np.float32)
+        ctypes.memmove(out.ctypes.data, h.ggml_get_data(self._c), out.nbytes)
+        return out
+
+    def __del__(self) -> None:
+        if getattr(self, "_ctx", None):
+            _graph_api()[0].ggml_free(self._ctx)
+            self._ctx = None
