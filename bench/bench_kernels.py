@@ -9,7 +9,11 @@ One run, at 1 and 2 threads, prints:
   caches cannot hold them; decode GB/s of weight bytes (codes + scales) and its share of the
   read bandwidth; prefill GOP/s (2*M*N*K);
 * baselines: float32 NumPy matmul of the dequantized weights (decode cycles through float32
-  copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before).
+  copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before);
+* GGUF block formats (``_core.ggml_qmatmul``, llama.cpp's activation rounding) on 4096x4096,
+  next to llama.cpp's own ``ggml_mul_mat`` graph on the same blocks (libggml-cpu through
+  ``lowbit.peers.ggml.MulMat``, when llama-cpp-python is installed): "vs llama.cpp" > 1 means
+  lowbit is faster. (ggml's graph starts its threads per call: a few us of each decode time.)
 
 Timings on a shared machine are noisy: medians of --repeats, ratios within this run.
 
@@ -38,6 +42,7 @@ FORMATS = [
     ("int4 g128 float32-act", 4, 128, False, "float32"),
 ]
 SHAPES = [(4096, 4096), (14336, 4096)]
+GGUF_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
 
 
 def median_time(fn, repeats: int, inner: int = 1) -> float:
@@ -89,6 +94,8 @@ def main() -> None:
     ap.add_argument("--prefill-m", type=int, default=512)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--quick", action="store_true", help="first shape only, fewer formats")
+    ap.add_argument("--gguf-only", action="store_true", help="only the GGUF block formats (and the machine figures)")
+    ap.add_argument("--gguf-types", default=",".join(GGUF_TYPES))
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     shapes = SHAPES[:1] if args.quick else SHAPES
@@ -121,9 +128,10 @@ def main() -> None:
     # ---- kernels ---------------------------------------------------------------------------
     hdr = (f"{'format':24s} {'shape':>11s} {'thr':>3s} | {'decode us':>9s} {'GB/s':>6s} {'%read':>6s}"
            f" {'vs f32':>7s} | {'prefill ms':>10s} {'GOP/s':>7s} {'vs deq+SGEMM':>12s}")
-    print(hdr)
-    print("-" * len(hdr))
-    for out, inp in shapes:
+    if not args.gguf_only:
+        print(hdr)
+        print("-" * len(hdr))
+    for out, inp in ([] if args.gguf_only else shapes):
         # baselines: float32 weights (decode), dequantize + SGEMM (prefill)
         W = np.random.default_rng(3).standard_normal((out, inp)).astype(np.float32)
         n_f32 = max(1, -(-args.working_set * 10**6 // W.nbytes))
@@ -161,7 +169,53 @@ def main() -> None:
                       f"{2 * args.prefill_m * out * inp / tp / 1e9:7.1f} {base[t][1] / tp:11.2f}x")
             del packs, first
         print()
+    bench_gguf(args, threads, read_bw)
     lb.set_num_threads(0)
+
+
+def bench_gguf(args: argparse.Namespace, threads: list[int], read_bw: dict[int, float]) -> None:
+    """GGUF block formats: lowbit's kernels and llama.cpp's mul_mat graph on the same blocks."""
+    try:
+        from lowbit.peers import ggml
+        ggml.cpu_lib()
+    except Exception as e:  # the peer is optional: print lowbit's figures alone
+        print(f"(llama.cpp baseline unavailable: {e})")
+        ggml = None
+    out, inp = 4096, 4096
+    W = (np.random.default_rng(6).standard_normal((out, inp)) * 0.02).astype(np.float32)
+    x1 = np.random.default_rng(4).standard_normal((1, inp)).astype(np.float32)
+    xp = np.random.default_rng(5).standard_normal((args.prefill_m, inp)).astype(np.float32)
+    ver = ggml.version() if ggml else {}
+    hdr = (f"{'GGUF ' + str(out) + 'x' + str(inp):16s} {'thr':>3s} | {'decode us':>9s} {'GB/s':>6s} {'%read':>6s}"
+           f" {'vs llama.cpp':>12s} | {'prefill ms':>10s} {'GOP/s':>7s} {'vs llama.cpp':>12s} {'vs deq+SGEMM':>12s}")
+    print(f"GGUF block formats, act=int8 (llama.cpp's activation rounding); llama.cpp: {ver}")
+    print(hdr)
+    print("-" * len(hdr))
+    for t in args.gguf_types.split(","):
+        qw = _core.quantize_rows(t, W)
+        n_copies = max(1, -(-args.working_set * 10**6 // qw.nbytes))
+        packs = [_core.prepare_ggml(t, qw, out, inp) for _ in range(n_copies)]
+        for th in threads:
+            lb.set_num_threads(th)
+            it = iter(range(10**9))
+            td = median_time(lambda: _core.ggml_qmatmul(x1, packs[next(it) % n_copies]), args.repeats, inner=n_copies)
+            tp = median_time(lambda: _core.ggml_qmatmul(xp, packs[0]), max(1, args.repeats // 2))
+            tdq = median_time(lambda: _core.linear(xp, _core.dequantize_rows(t, qw, inp), None),
+                              max(1, args.repeats // 2))
+            rd = rp = float("nan")
+            if ggml is not None:
+                mm1 = [ggml.MulMat(t, qw, inp, 1, th) for _ in range(n_copies)]
+                it2 = iter(range(10**9))
+                rd = median_time(lambda: mm1[next(it2) % n_copies](x1), args.repeats, inner=n_copies) / td
+                del mm1
+                mmp = ggml.MulMat(t, qw, inp, args.prefill_m, th)
+                rp = median_time(lambda: mmp(xp), max(1, args.repeats // 2)) / tp
+                del mmp
+            gbs = qw.nbytes / td / 1e9
+            print(f"{t:16s} {th:3d} | {1e6 * td:9.0f} {gbs:6.1f} {100 * gbs / read_bw[th]:5.0f}% {rd:11.2f}x | "
+                  f"{1e3 * tp:10.1f} {2 * args.prefill_m * out * inp / tp / 1e9:7.1f} {rp:11.2f}x {tdq / tp:11.2f}x")
+        del packs
+    print()
 
 
 if __name__ == "__main__":

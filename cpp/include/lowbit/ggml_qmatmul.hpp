@@ -59,11 +59,20 @@ void ggml_quantize_act_row(QType act_type, const float* x, void* dst, i64 n);
 
 // sum over the row of the products: ggml's vec_dot(n, w_row, a_row) for the weight type.
 using GgmlVecDotFn = float (*)(i64 n, const void* w, const void* a);
+// out[j] = vec_dot(n, w, a[j]) for j < kGgmlDotRows, each bit-identical to the single call (the
+// weight row is decoded once for all of them: prefill).
+constexpr int kGgmlDotRows = 4;
+using GgmlDotRowsFn = void (*)(i64 n, const void* w, const void* const* a, float* out);
+
+struct GgmlDot {
+  GgmlVecDotFn one;
+  GgmlDotRowsFn rows;
+};
 
 // Per-ISA kernel table (kernels/<isa>/ggml_vec_dot.cpp); scalar is the definition.
 struct GgmlDotKernels {
-  GgmlVecDotFn q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K;
-  GgmlVecDotFn vec_dot(QType t) const;  // Unsupported for a type without a kernel
+  GgmlDot q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K;
+  const GgmlDot& dot(QType t) const;  // Unsupported for a type without a kernel
 };
 
 const GgmlDotKernels& ggml_dot_kernels();         // active ISA

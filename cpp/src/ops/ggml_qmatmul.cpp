@@ -39,7 +39,7 @@ QType ggml_vec_dot_type(QType t) {
                             "' (kernels: q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl q2_K q3_K q4_K q5_K q6_K)"));
 }
 
-GgmlVecDotFn GgmlDotKernels::vec_dot(QType t) const {
+const GgmlDot& GgmlDotKernels::dot(QType t) const {
   switch (t) {
     case QType::Q4_0: return q4_0;
     case QType::Q4_1: return q4_1;
@@ -55,7 +55,7 @@ GgmlVecDotFn GgmlDotKernels::vec_dot(QType t) const {
     default: break;
   }
   ggml_vec_dot_type(t);  // throws the Unsupported naming the format
-  return nullptr;
+  return q4_0;
 }
 
 const GgmlDotKernels& ggml_dot_kernels(Isa isa) {
@@ -166,7 +166,7 @@ bool all_finite(const float* x, i64 n) {
 void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, float* y,
             const GgmlDotKernels& k) {
   const i64 K = w.cols, N = w.rows, ab = w.act_row_bytes;
-  const GgmlVecDotFn dot = k.vec_dot(w.format);
+  const GgmlDot& dot = k.dot(w.format);
   thread_local std::vector<std::uint8_t> abuf;
   thread_local std::vector<std::uint8_t> finite;
   std::uint8_t* qa = grow(abuf, M * ab);
@@ -187,11 +187,21 @@ void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights&
   parallel_for(n_br * n_bm, [&](i64 t) {
     const i64 m0 = (t / n_br) * bm, m1 = std::min(M, m0 + bm);
     const i64 r0 = (t % n_br) * kTileRows, r1 = std::min(N, r0 + kTileRows);
+    const void* a[kGgmlDotRows];
+    float o[kGgmlDotRows];
     for (i64 r = r0; r < r1; ++r) {
       const std::uint8_t* wr = w.row(r);
-      for (i64 m = m0; m < m1; ++m) y[m * N + r] = ok[m] ? dot(K, wr, qa + m * ab) : NAN;
+      i64 m = m0;
+      for (; m + kGgmlDotRows <= m1; m += kGgmlDotRows) {
+        for (int j = 0; j < kGgmlDotRows; ++j) a[j] = qa + (m + j) * ab;
+        dot.rows(K, wr, a, o);
+        for (int j = 0; j < kGgmlDotRows; ++j) y[(m + j) * N + r] = o[j];
+      }
+      for (; m < m1; ++m) y[m * N + r] = dot.one(K, wr, qa + m * ab);
     }
   });
+  for (i64 m = 0; m < M; ++m)
+    if (!ok[m]) std::fill(y + m * N, y + (m + 1) * N, NAN);
 }
 
 void run_f32(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, float* y) {

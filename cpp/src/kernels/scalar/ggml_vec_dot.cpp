@@ -259,10 +259,20 @@ float vec_dot_q6_K(i64 n, const void* wv, const void* av) {
   return sumf;
 }
 
+// kGgmlDotRows outputs of one weight row: the definition is one vec_dot each.
+template <GgmlVecDotFn F>
+void rows(i64 n, const void* w, const void* const* a, float* out) {
+  for (int j = 0; j < kGgmlDotRows; ++j) out[j] = F(n, w, a[j]);
+}
+
 }  // namespace
 
-const GgmlDotKernels kGgmlDotKernels = {vec_dot_q4_0,   vec_dot_q4_1, vec_dot_q5_0, vec_dot_q5_1,
-                                        vec_dot_q8_0,   vec_dot_iq4_nl, vec_dot_q2_K, vec_dot_q3_K,
-                                        vec_dot_q4_K,   vec_dot_q5_K, vec_dot_q6_K};
+#define LOWBIT_GGML_DOTS(f) {f, rows<f>}
+const GgmlDotKernels kGgmlDotKernels = {
+    LOWBIT_GGML_DOTS(vec_dot_q4_0), LOWBIT_GGML_DOTS(vec_dot_q4_1), LOWBIT_GGML_DOTS(vec_dot_q5_0),
+    LOWBIT_GGML_DOTS(vec_dot_q5_1), LOWBIT_GGML_DOTS(vec_dot_q8_0), LOWBIT_GGML_DOTS(vec_dot_iq4_nl),
+    LOWBIT_GGML_DOTS(vec_dot_q2_K), LOWBIT_GGML_DOTS(vec_dot_q3_K), LOWBIT_GGML_DOTS(vec_dot_q4_K),
+    LOWBIT_GGML_DOTS(vec_dot_q5_K), LOWBIT_GGML_DOTS(vec_dot_q6_K)};
+#undef LOWBIT_GGML_DOTS
 
 }  // namespace lowbit::scalar
