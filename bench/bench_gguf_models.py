@@ -16,9 +16,10 @@ Steps, all in this run:
   4. both tools compute WikiText-2 *test* perplexity on lowbit's file with llama-perplexity's
      protocol (windows of 512, second half scored) over the first --chunks windows.
 Columns: size MB (file), bits/w (8 x tensor bytes / parameters), ppl lowbit, ppl llama.cpp,
-ratio (lowbit / llama.cpp; llama.cpp rounds activations to 8 bits in its dot products, lowbit
-multiplies the dequantized weights in float32), == llama.cpp (tensor data byte-identical to
-llama-quantize's file: "yes", or the number of differing tensors).
+ratio (lowbit / llama.cpp; lowbit loads the file with keep_quantized=True, so both round the
+activations of every quantized matmul to the weight type's 8-bit vec_dot_type, lowbit through
+its GGUF kernels (lowbit/ggml_qmatmul.hpp)), == llama.cpp (tensor data
+byte-identical to llama-quantize's file: "yes", or the number of differing tensors).
 A type lowbit cannot quantize in this build prints "n/a". ``--gguf-numpy`` quantizes the legacy
 types lowbit's table lacks with the ``gguf`` package's NumPy quantizers instead (byte-exact with
 llama.cpp for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 without an imatrix): a check of the writer alone.
@@ -110,7 +111,7 @@ def main() -> int:
                 continue
             peer.quantize_gguf(src, ref, t, imatrix=imat if use_im else None, nthread=args.threads)
             nbytes, n = tensor_bytes(path)
-            ppl = perplexity(lb.load_model(path), toks, protocol="llama.cpp", seq_len=512, max_windows=args.chunks).ppl
+            ppl = perplexity(lb.load_model(path, keep_quantized=True), toks, protocol="llama.cpp", seq_len=512, max_windows=args.chunks).ppl
             nll, _, _ = llama_cpp_nll(str(path), wins, args.threads)
             diff = same_data(path, ref)
             rows.append((name, path.stat().st_size / 1e6, 8 * nbytes / n, ppl, math.exp(nll),

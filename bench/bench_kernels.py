@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--quick", action="store_true", help="first shape only, fewer formats")
     ap.add_argument("--no-gguf", action="store_true", help="skip the GGUF types (and the llama.cpp peer)")
+    ap.add_argument("--gguf-only", action="store_true", help="only the GGUF types (and the machine figures)")
+    ap.add_argument("--gguf-types", default=None, help="comma-separated GGUF types (default: all; --quick: 3)")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     shapes = SHAPES[:1] if args.quick else SHAPES
@@ -130,9 +132,10 @@ def main() -> None:
     # ---- kernels ---------------------------------------------------------------------------
     hdr = (f"{'format':24s} {'shape':>11s} {'thr':>3s} | {'decode us':>9s} {'GB/s':>6s} {'%read':>6s}"
            f" {'vs f32':>7s} | {'prefill ms':>10s} {'GOP/s':>7s} {'vs deq+SGEMM':>12s}")
-    print(hdr)
-    print("-" * len(hdr))
-    for out, inp in shapes:
+    if not args.gguf_only:
+        print(hdr)
+        print("-" * len(hdr))
+    for out, inp in ([] if args.gguf_only else shapes):
         # baselines: float32 weights (decode), dequantize + SGEMM (prefill)
         W = np.random.default_rng(3).standard_normal((out, inp)).astype(np.float32)
         n_f32 = max(1, -(-args.working_set * 10**6 // W.nbytes))
@@ -193,7 +196,7 @@ def gguf_section(args: argparse.Namespace, threads: list[int], shapes: list[tupl
            f" {'x ggml':>7s} | {'prefill ms':>10s} {'GOP/s':>7s} {'ggml GOP/s':>10s} {'x ggml':>7s} {'repack':>6s}")
     print(hdr)
     print("-" * len(hdr))
-    types = GGUF_QUICK if args.quick else GGUF_TYPES
+    types = args.gguf_types.split(",") if args.gguf_types else GGUF_QUICK if args.quick else GGUF_TYPES
     for out, inp in shapes:
         W = np.random.default_rng(6).standard_normal((out, inp)).astype(np.float32)
         x1 = np.random.default_rng(4).standard_normal((1, inp)).astype(np.float32)

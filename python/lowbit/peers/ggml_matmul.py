@@ -59,16 +59,7 @@ def _quiet_stderr():
 @functools.lru_cache(maxsize=1)
 def cpu_lib() -> tuple[ctypes.CDLL, ctypes.CDLL]:
     """(libggml-base, libggml-cpu) with the signatures used here declared."""
-    base = _ggml.lib()
-    folder = os.path.dirname(base._name)
-    cpu = None
-    for name in ("libggml-cpu.so", "libggml-cpu.dylib", "ggml-cpu.dll"):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            cpu = ctypes.CDLL(path)
-            break
-    if cpu is None:
-        raise _ggml.PeerMissing(f"llama-cpp-python has no libggml-cpu library in {folder}")
+    base, cpu = _ggml.lib(), _ggml.cpu_lib()
     sig = {
         (base, "ggml_init"): ([_InitParams], _P),
         (base, "ggml_free"): ([_P], None),

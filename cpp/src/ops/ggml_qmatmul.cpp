@@ -1,0 +1,254 @@
+// Quantized matmul of GGUF block weights (lowbit/ggml_qmatmul.hpp): the one-time copy of the
+// blocks, the activation quantizers of llama.cpp's CPU backend, and the driver that splits
+// the product into fixed tiles of (weight rows x activation rows), each output one vec_dot.
+#include "lowbit/ggml_qmatmul.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "lowbit/ggml_blocks.hpp"
+#include "lowbit/half.hpp"
+#include "lowbit/kernels.hpp"
+#include "lowbit/ops.hpp"
+#include "lowbit/parallel.hpp"
+
+namespace lowbit {
+
+// --------------------------------------------------------------------------------- types
+bool ggml_matmul_supported(QType t) {
+  switch (t) {
+    case QType::Q4_0: case QType::Q4_1: case QType::Q5_0: case QType::Q5_1: case QType::Q8_0:
+    case QType::IQ4_NL: case QType::Q2_K: case QType::Q3_K: case QType::Q4_K: case QType::Q5_K:
+    case QType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+QType ggml_vec_dot_type(QType t) {
+  switch (t) {
+    case QType::Q4_0: case QType::Q5_0: case QType::Q8_0: case QType::IQ4_NL: return QType::Q8_0;
+    case QType::Q4_1: case QType::Q5_1: return QType::Q8_1;
+    case QType::Q2_K: case QType::Q3_K: case QType::Q4_K: case QType::Q5_K: case QType::Q6_K: return QType::Q8_K;
+    default: break;
+  }
+  throw Unsupported(str_cat("no GGUF matmul kernel for format '", traits(t).name,
+                            "' (kernels: q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl q2_K q3_K q4_K q5_K q6_K)"));
+}
+
+const GgmlDot& GgmlDotKernels::dot(QType t) const {
+  switch (t) {
+    case QType::Q4_0: return q4_0;
+    case QType::Q4_1: return q4_1;
+    case QType::Q5_0: return q5_0;
+    case QType::Q5_1: return q5_1;
+    case QType::Q8_0: return q8_0;
+    case QType::IQ4_NL: return iq4_nl;
+    case QType::Q2_K: return q2_K;
+    case QType::Q3_K: return q3_K;
+    case QType::Q4_K: return q4_K;
+    case QType::Q5_K: return q5_K;
+    case QType::Q6_K: return q6_K;
+    default: break;
+  }
+  ggml_vec_dot_type(t);  // throws the Unsupported naming the format
+  return q4_0;
+}
+
+const GgmlDotKernels& ggml_dot_kernels(Isa isa) {
+  if (!isa_supported(isa)) throw Unsupported(str_cat("no '", isa_name(isa), "' kernels on this CPU/build"));
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  if (isa == Isa::Avx2 || isa == Isa::Avx512) return avx2::kGgmlDotKernels;  // AVX-512 reuses the 256-bit code
+#endif
+  return scalar::kGgmlDotKernels;
+}
+
+const GgmlDotKernels& ggml_dot_kernels() { return ggml_dot_kernels(active_isa()); }
+
+// ------------------------------------------------------------------------------- prepare
+std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* data, i64 rows, i64 cols) {
+  const QType at = ggml_vec_dot_type(t);
+  LOWBIT_CHECK(rows > 0 && cols > 0, "prepare_ggml: rows and cols must be positive, got ", rows, " x ", cols);
+  const QTypeTraits& tr = traits(t);
+  LOWBIT_CHECK(cols % tr.block_size == 0, "in_features must be a multiple of ", tr.name, "'s block size ",
+               tr.block_size, ", got ", cols);
+  auto P = std::make_shared<GgmlPackedWeights>();
+  P->format = t;
+  P->act_type = at;
+  P->rows = rows;
+  P->cols = cols;
+  P->row_bytes = row_size(t, cols);
+  P->act_row_bytes = row_size(at, cols);
+  P->data.assign(data, data + rows * P->row_bytes);
+  return P;
+}
+
+// ------------------------------------------------------------------------- activations
+namespace {
+
+// ggml-cpu's x86 quantize_row_q8_0 / _q8_1 on one 32-block: codes, d, and the code sum.
+inline float q8_block_cpu(const float* x, std::int8_t* qs, std::int32_t* sum) {
+  float amax = 0.0f;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  std::int32_t s = 0;
+  for (int j = 0; j < 32; ++j) {
+    qs[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));  // half to even, as _mm256_round_ps
+    s += qs[j];
+  }
+  *sum = s;
+  return d;
+}
+
+}  // namespace
+
+void ggml_quantize_act_row(QType act_type, const float* x, void* dst, i64 n) {
+  using namespace ggml;
+  switch (act_type) {
+    case QType::Q8_0: {
+      auto* y = static_cast<block_q8_0*>(dst);
+      for (i64 i = 0; i < n / QK8_0; ++i) {
+        std::int32_t s;
+        y[i].d = fp32_to_fp16(q8_block_cpu(x + QK8_0 * i, y[i].qs, &s));
+      }
+      return;
+    }
+    case QType::Q8_1: {
+      auto* y = static_cast<block_q8_1*>(dst);
+      for (i64 i = 0; i < n / QK8_1; ++i) {
+        std::int32_t s;
+        const float d = q8_block_cpu(x + QK8_1 * i, y[i].qs, &s);
+        y[i].d = fp32_to_fp16(d);
+        y[i].s = fp32_to_fp16(d * static_cast<float>(s));
+      }
+      return;
+    }
+    case QType::Q8_K:
+      traits(QType::Q8_K).from_float_ref(x, dst, n, nullptr);  // ggml's x86 build uses the reference
+      return;
+    default:
+      throw InvalidArgument(str_cat("activation type must be q8_0, q8_1 or q8_K, got ", traits(act_type).name));
+  }
+}
+
+// ------------------------------------------------------------------------------ driver
+namespace {
+
+constexpr i64 kDecodeM = 8;       // M <= 8: tiles of 16 weight rows x all of x
+constexpr i64 kTileRows = 16;
+constexpr i64 kPrefillM = 64;     // else 16 weight rows x 64 rows of x
+
+template <class T>
+T* grow(std::vector<T>& v, i64 n) {
+  if (static_cast<i64>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+  return v.data();
+}
+
+// Row m of x as float32 (widened from f16/bf16 into tmp when needed).
+const float* act_row(const void* x, ActDType xt, i64 ldx, i64 m, i64 K, float* tmp) {
+  if (xt == ActDType::F32) return static_cast<const float*>(x) + m * ldx;
+  const auto* h = static_cast<const std::uint16_t*>(x) + m * ldx;
+  const LinearKernels& lk = linear_kernels();
+  (xt == ActDType::F16 ? lk.widen_f16 : lk.widen_bf16)(h, K, tmp);
+  return tmp;
+}
+
+bool all_finite(const float* x, i64 n) {
+  float probe = 0.0f;  // x - x is NaN exactly when x is NaN or inf
+  for (i64 i = 0; i < n; ++i) probe += x[i] - x[i];
+  return probe == 0.0f;
+}
+
+void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, float* y,
+            const GgmlDotKernels& k) {
+  const i64 K = w.cols, N = w.rows, ab = w.act_row_bytes;
+  const GgmlDot& dot = k.dot(w.format);
+  thread_local std::vector<std::uint8_t> abuf;
+  thread_local std::vector<std::uint8_t> finite;
+  std::uint8_t* qa = grow(abuf, M * ab);
+  std::uint8_t* ok = grow(finite, M);
+  parallel_for(
+      M,
+      [&](i64 m) {
+        thread_local std::vector<float> tmp;
+        const float* xr = act_row(x, xt, ldx, m, K, grow(tmp, K));
+        ok[m] = all_finite(xr, K) ? 1 : 0;
+        if (ok[m]) ggml_quantize_act_row(w.act_type, xr, qa + m * ab, K);
+        else std::memset(qa + m * ab, 0, static_cast<std::size_t>(ab));
+      },
+      min_rows_per_thread(K));
+  const i64 bm = M <= kDecodeM ? M : kPrefillM;
+  const i64 n_br = (N + kTileRows - 1) / kTileRows, n_bm = (M + bm - 1) / bm;
+  // consecutive items share a block of x rows (it stays in cache on one thread)
+  parallel_for(n_br * n_bm, [&](i64 t) {
+    const i64 m0 = (t / n_br) * bm, m1 = std::min(M, m0 + bm);
+    const i64 r0 = (t % n_br) * kTileRows, r1 = std::min(N, r0 + kTileRows);
+    const void* a[kGgmlDotRows];
+    float o[kGgmlDotRows];
+    for (i64 r = r0; r < r1; ++r) {
+      const std::uint8_t* wr = w.row(r);
+      i64 m = m0;
+      for (; m + kGgmlDotRows <= m1; m += kGgmlDotRows) {
+        for (int j = 0; j < kGgmlDotRows; ++j) a[j] = qa + (m + j) * ab;
+        dot.rows(K, wr, a, o);
+        for (int j = 0; j < kGgmlDotRows; ++j) y[(m + j) * N + r] = o[j];
+      }
+      for (; m < m1; ++m) y[m * N + r] = dot.one(K, wr, qa + m * ab);
+    }
+  });
+  for (i64 m = 0; m < M; ++m)
+    if (!ok[m]) std::fill(y + m * N, y + (m + 1) * N, NAN);
+}
+
+void run_f32(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, float* y) {
+  const i64 K = w.cols, N = w.rows;
+  thread_local std::vector<float> xbuf;
+  float* xf = grow(xbuf, M * K);
+  parallel_for(
+      M,
+      [&](i64 m) {
+        const float* xr = act_row(x, xt, ldx, m, K, xf + m * K);
+        if (xr != xf + m * K) std::memcpy(xf + m * K, xr, static_cast<std::size_t>(K) * sizeof(float));
+      },
+      min_rows_per_thread(K));
+  const LinearKernels& lk = linear_kernels();
+  const ToFloatFn to_float = traits(w.format).to_float_ref;
+  const i64 br = M <= kDecodeM ? 32 : 64, bm = std::min<i64>(M, 256);
+  const i64 n_br = (N + br - 1) / br, n_bm = (M + bm - 1) / bm;
+  // consecutive items share a block of W_hat rows (dequantized once per item)
+  parallel_for(n_br * n_bm, [&](i64 t) {
+    const i64 r0 = (t / n_bm) * br, rb = std::min(br, N - r0);
+    const i64 m0 = (t % n_bm) * bm, mb = std::min(bm, M - m0);
+    thread_local std::vector<float> wbuf;
+    float* wt = grow(wbuf, rb * K);
+    for (i64 r = 0; r < rb; ++r) to_float(w.row(r0 + r), wt + r * K, K, nullptr);
+    lk.gemm_nt(xf + m0 * K, mb, K, K, wt, rb, K, y + m0 * N + r0, N);
+  });
+}
+
+}  // namespace
+
+void ggml_qmatmul(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, QActMode mode, float* y,
+                  const GgmlDotKernels& k) {
+  LOWBIT_CHECK(M >= 0 && ldx >= w.cols, "qmatmul: x must be [M, ", w.cols, "] with row stride >= ", w.cols,
+               ", got M=", M, " ldx=", ldx);
+  if (M == 0) return;
+  switch (mode) {
+    case QActMode::Q8Block: return run_q8(x, xt, M, ldx, w, y, k);
+    case QActMode::F32: return run_f32(x, xt, M, ldx, w, y);
+    case QActMode::Q8Token:
+      throw Unsupported(str_cat("act='int8_token' (W8A8) is not available for GGUF format ", traits(w.format).name,
+                                "; use act='int8' (llama.cpp's activation rounding) or 'float32'"));
+  }
+  throw InvalidArgument("qmatmul: unknown activation mode");
+}
+
+void ggml_qmatmul(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, QActMode mode, float* y) {
+  ggml_qmatmul(x, xt, M, ldx, w, mode, y, ggml_dot_kernels());
+}
+
+}  // namespace lowbit
