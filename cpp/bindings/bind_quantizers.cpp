@@ -40,7 +40,7 @@ zeros uint8 [out or 1, n_groups], effective group_size). ValueError for NaN/inf 
       "gptq_quantize",
       [](const py::handle& W_o, const py::handle& H_o, int bits, i64 group_size, bool sym, bool desc_act,
          bool static_groups, double damp_percent, double damp_auto_increment, i64 block_size, bool mse,
-         bool compute_objective) {
+         bool compute_objective, bool act_group_aware) {
         const MatrixArg W = matrix_arg(W_o, "W");
         py::array Ha = as_array(H_o, "H");
         if (Ha.ndim() != 2) throw InvalidArgument(str_cat("H must be a 2-D (in_features, in_features) array, got ", describe(Ha)));
@@ -53,6 +53,7 @@ zeros uint8 [out or 1, n_groups], effective group_size). ValueError for NaN/inf 
         p.sym = sym;
         p.desc_act = desc_act;
         p.static_groups = static_groups;
+        p.act_group_aware = act_group_aware;
         p.damp_percent = damp_percent;
         p.damp_auto_increment = damp_auto_increment;
         p.block_size = block_size;
@@ -88,7 +89,7 @@ zeros uint8 [out or 1, n_groups], effective group_size). ValueError for NaN/inf 
       py::arg("W"), py::arg("H"), py::arg("bits") = 4, py::arg("group_size") = 128, py::arg("sym") = true,
       py::arg("desc_act") = false, py::arg("static_groups") = false, py::arg("damp_percent") = 0.01,
       py::arg("damp_auto_increment") = 0.01, py::arg("block_size") = 128, py::arg("mse") = false,
-      py::arg("compute_objective") = true,
+      py::arg("compute_objective") = true, py::arg("act_group_aware") = false,
       R"doc(GPTQ on one weight matrix.
 
 W: float [out, in] (any dtype/strides); H: float32/float64 [in, in] symmetric (lower triangle read).

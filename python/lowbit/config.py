@@ -325,6 +325,11 @@ class GPTQConfig(QuantConfig):
             another, each seeing the outputs of those already quantized.
         static_groups (bool, default False): with ``desc_act``, compute every group's scale
             before the sweep, so groups follow the original column order.
+        act_group_aware (bool, default False): GPTQModel's group-aware reordering (GAR):
+            quantize whole groups in order of their largest Hessian diagonal entry, and the
+            columns inside each group by decreasing diagonal. Most of act-order's gain with
+            groups that stay contiguous (no ``g_idx``, the same kernels and checkpoint layout).
+            Ignored when ``desc_act`` is set or with one group per row.
         block_size (int, default 128): columns per lazy-batch update block, > 0.
         mse (bool, default False): pick each scale by an MSE grid search over shrunken ranges
             instead of plain min/max.
@@ -344,6 +349,7 @@ class GPTQConfig(QuantConfig):
     sym: bool = True
     true_sequential: bool = True
     static_groups: bool = False
+    act_group_aware: bool = False
     block_size: int = 128
     mse: bool = False
     damp_auto_increment: float = 0.01
@@ -354,7 +360,7 @@ class GPTQConfig(QuantConfig):
         self._check(_check_choice, "bits", (2, 3, 4, 8))
         self._check(_check_int, "group_size", lo=1, special=(-1,))
         self._check(_check_float_range, "damp_percent", 0, 1)
-        for name in ("desc_act", "sym", "true_sequential", "static_groups", "mse"):
+        for name in ("desc_act", "sym", "true_sequential", "static_groups", "mse", "act_group_aware"):
             self._check(_check_bool, name)
         self._check(_check_int, "block_size", lo=1)
         self._check(_check_float_range, "damp_auto_increment", 0, 1, lo_incl=True)

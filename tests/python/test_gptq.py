@@ -231,3 +231,52 @@ def test_config_fields_reach_the_solver(problem):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lb.quantize(W, lb.GPTQConfig(bits=4), hessian=H.astype(np.float64))  # float64 H accepted
+
+
+# ---- group-aware reordering (GPTQModel's act_group_aware) ------------------------------------
+GAR_COMBOS = list(itertools.product([3, 4], [32, 96], [True, False], [False, True]))  # 96: a partial last group
+
+
+@pytest.mark.parametrize("bits, group_size, sym, static_groups", GAR_COMBOS)
+def test_group_aware_reordering_matches_reference(problem, bits, group_size, sym, static_groups):
+    W, H, _ = problem
+    q = lb.quantize(W, lb.GPTQConfig(bits=bits, group_size=group_size, sym=sym, static_groups=static_groups,
+                                     act_group_aware=True), hessian=H)
+    codes, scales, zeros, g_idx, W_hat = gptq_ref(W, H, bits, group_size, sym, static_groups=static_groups,
+                                                 act_group_aware=True)
+    assert "g_idx" not in q.arrays  # groups stay contiguous: the plain GPTQ checkpoint layout
+    np.testing.assert_array_equal(g_idx, np.arange(W.shape[1]) // group_size)
+    got = _core.unpack_codes(q.arrays["qweight"], bits, W.shape[1]).astype(int)
+    differ = got != codes
+    assert differ.mean() <= 1e-3, f"{differ.sum()} codes differ"
+    assert np.all(np.abs(got - codes)[differ] == 1)
+    o, o_ref = objective(W, q.dequantize(), H), objective(W, W_hat, H)
+    assert abs(o - o_ref) <= 5e-4 * o_ref
+    if static_groups:
+        np.testing.assert_array_equal(q.arrays["scales"], scales)
+    else:  # the grids are fitted during the sweep: the remapped groups agree to float rounding
+        np.testing.assert_allclose(q.arrays["scales"], scales, rtol=1e-5)
+    # the reordering is a real one (not the identity) on this Hessian
+    plain = lb.quantize(W, lb.GPTQConfig(bits=bits, group_size=group_size, sym=sym, static_groups=static_groups),
+                        hessian=H)
+    assert not np.array_equal(plain.arrays["qweight"], q.arrays["qweight"])
+
+
+def test_group_aware_reordering_helps_with_outlier_channels():
+    rng = np.random.default_rng(3)
+    n = 256
+    X = correlated_inputs(rng, 1024, n)
+    X[:, rng.choice(n, 16, replace=False)] *= 10
+    H = 2 * X.T.astype(np.float64) @ X / 4
+    W = (rng.standard_normal((128, n)) * 0.02).astype(np.float32)
+    obj = {gar: lb.quantize(W, lb.GPTQConfig(bits=3, group_size=64, act_group_aware=gar), hessian=H).stats["objective"]
+           for gar in (False, True)}
+    assert obj[True] < obj[False]
+
+
+def test_group_aware_reordering_is_ignored_with_desc_act_and_per_row_groups(problem):
+    W, H, _ = problem
+    for kw in ({"desc_act": True}, {"group_size": -1}):
+        a = lb.quantize(W, lb.GPTQConfig(bits=4, **kw), hessian=H)
+        b = lb.quantize(W, lb.GPTQConfig(bits=4, act_group_aware=True, **kw), hessian=H)
+        assert all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)

@@ -25,6 +25,7 @@ struct GptqParams {
   bool sym = true;
   bool desc_act = false;           // act-order: columns by decreasing diag(H)
   bool static_groups = false;      // grids fitted on the original W before the sweep
+  bool act_group_aware = false;    // GAR: act-order inside groups, groups by max diag(H); ignored with desc_act
   double damp_percent = 0.01;      // damping = damp_percent * mean(diag(H))
   double damp_auto_increment = 0.01;  // added to damp_percent after each failed factorization
   i64 block_size = 128;            // columns per lazy-batch block

@@ -152,12 +152,34 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
     }, 16);
 
   // Act-order: decreasing diag(H); ties keep their original order (stable).
+  // Group-aware reordering (GAR, GPTQModel's act_group_aware): the same inside each full group,
+  // and whole groups by decreasing max diag(H); a partial last group stays last. Groups stay
+  // sets of contiguous original columns, so the output needs no g_idx.
   std::vector<std::int64_t> perm(static_cast<std::size_t>(n));
   std::iota(perm.begin(), perm.end(), 0);
-  if (p.desc_act) {
-    std::stable_sort(perm.begin(), perm.end(), [&](std::int64_t a, std::int64_t b) {
-      return diag[static_cast<std::size_t>(a)] > diag[static_cast<std::size_t>(b)];
+  const bool gar = p.act_group_aware && !p.desc_act && !per_channel;
+  const auto by_diag = [&](std::int64_t a, std::int64_t b) {
+    return diag[static_cast<std::size_t>(a)] > diag[static_cast<std::size_t>(b)];
+  };
+  if (p.desc_act) std::stable_sort(perm.begin(), perm.end(), by_diag);
+  if (gar) {
+    const i64 full = n / gs;
+    std::vector<std::int64_t> order(static_cast<std::size_t>(full));
+    std::vector<float> score(static_cast<std::size_t>(full));
+    for (i64 g = 0; g < full; ++g) {
+      order[static_cast<std::size_t>(g)] = g;
+      score[static_cast<std::size_t>(g)] = *std::max_element(diag.begin() + g * gs, diag.begin() + (g + 1) * gs);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+      return score[static_cast<std::size_t>(a)] > score[static_cast<std::size_t>(b)];
     });
+    for (i64 k = 0; k < full; ++k) {
+      auto* dst = perm.data() + k * gs;
+      std::iota(dst, dst + gs, order[static_cast<std::size_t>(k)] * gs);
+      std::stable_sort(dst, dst + gs, by_diag);
+    }
+  }
+  if (p.desc_act || gar) {
     std::vector<float> Wp(Wm.size());
     parallel_for(rows, [&](i64 r) {
       for (i64 c = 0; c < n; ++c) Wp[r * n + c] = Wm[r * n + perm[c]];
@@ -199,7 +221,7 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
   sw.sym = p.sym;
   sw.group_size = gs;
   sw.grids_given = per_channel || static_grids;
-  sw.perm = static_grids && p.desc_act ? perm.data() : nullptr;
+  sw.perm = static_grids && (p.desc_act || gar) ? perm.data() : nullptr;
   sw.n_groups = G;
   sw.scales = scales.data();
   sw.zeros = zeros.data();
@@ -251,15 +273,19 @@ GptqStats gptq_quantize(const AnyMatrixView& W, const float* H, i64 h_rows, i64 
     for (i64 c = 0; c < n; ++c) codes[static_cast<std::size_t>(perm[c])] = Q[static_cast<std::size_t>(r * n + c)];
     pack_codes(codes.data(), n, p.bits, out.qweight + r * shape.row_bytes());
   }, 16);
-  for (std::size_t i = 0; i < scales.size(); ++i) {
-    out.scales[i] = scales[i];
-    out.zeros[i] = static_cast<std::uint8_t>(zeros[i]);
-  }
-  // Group of each original column: dynamic groups follow the sweep (permuted) order; static
-  // groups and no act-order give the contiguous c / group_size.
+  // GAR with dynamic grids: the sweep's k-th group is original group perm[k * gs] / gs.
+  const bool remap_groups = gar && !static_grids;
+  for (i64 r = 0; r < rows; ++r)
+    for (i64 sg = 0; sg < G; ++sg) {  // sg: group in sweep order
+      const i64 g = remap_groups ? perm[static_cast<std::size_t>(sg * gs)] / gs : sg;
+      out.scales[r * G + g] = scales[static_cast<std::size_t>(r * G + sg)];
+      out.zeros[r * G + g] = static_cast<std::uint8_t>(zeros[static_cast<std::size_t>(r * G + sg)]);
+    }
+  // Group of each original column: dynamic act-order groups follow the sweep (permuted) order;
+  // static groups, GAR and no reordering give the contiguous c / group_size.
   for (i64 c = 0; c < n; ++c) {
     const i64 orig = perm[static_cast<std::size_t>(c)];
-    g_idx[orig] = static_cast<std::int32_t>((static_grids || per_channel ? orig : c) / gs);
+    g_idx[orig] = static_cast<std::int32_t>((static_grids || per_channel || gar ? orig : c) / gs);
   }
 
   if (p.compute_objective) {

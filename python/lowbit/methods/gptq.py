@@ -34,7 +34,8 @@ def quantize_gptq(W: npt.ArrayLike, config: GPTQConfig, *, hessian: Any = None, 
     qweight, scales, zeros, g_idx, group_size, stats = _core.gptq_quantize(
         W, hessian, bits=config.bits, group_size=config.group_size, sym=config.sym, desc_act=config.desc_act,
         static_groups=config.static_groups, damp_percent=config.damp_percent,
-        damp_auto_increment=config.damp_auto_increment, block_size=config.block_size, mse=config.mse)
+        damp_auto_increment=config.damp_auto_increment, block_size=config.block_size, mse=config.mse,
+        act_group_aware=config.act_group_aware)
     if stats["damp_retries"]:
         warnings.warn(f"GPTQ: the Cholesky factorization failed with damp_percent={config.damp_percent}; "
                       f"succeeded with {stats['damp_percent_used']:.4g} after {stats['damp_retries']} increase(s)",

@@ -26,8 +26,17 @@ def quantize(w: np.ndarray, scale: np.ndarray, zero: np.ndarray, maxq: int) -> t
     return q, (scale * (q - zero)).astype(F32)
 
 
+def gar_perm(diag: np.ndarray, gs: int) -> np.ndarray:
+    """GPTQModel's group-aware reordering: full groups by decreasing max diag, each group's columns by
+    decreasing diag (stable sorts); a partial last group stays last."""
+    full = len(diag) // gs
+    groups = [g * gs + np.argsort(-diag[g * gs:(g + 1) * gs], kind="stable") for g in range(full)]
+    order = np.argsort(-np.array([diag[g * gs:(g + 1) * gs].max() for g in range(full)]), kind="stable")
+    return np.concatenate([groups[g] for g in order] + [np.arange(full * gs, len(diag))])
+
+
 def gptq_ref(W, H, bits=4, group_size=128, sym=True, desc_act=False, static_groups=False, damp_percent=0.01,
-             block_size=128):
+             block_size=128, act_group_aware=False):
     """-> (codes uint8 [rows, cols] original order, scales [rows, G], zeros [rows, G], g_idx [cols], W_hat)."""
     W = np.array(W, dtype=F32)
     H = np.array(H, dtype=F32)
@@ -44,8 +53,9 @@ def gptq_ref(W, H, bits=4, group_size=128, sym=True, desc_act=False, static_grou
     if static_groups and gs < cols:
         static = [find_params(W[:, g * gs:(g + 1) * gs], bits, sym) for g in range(n_groups)]
     perm = np.arange(cols)
-    if desc_act:
-        perm = np.argsort(-np.diag(H), kind="stable")
+    gar = act_group_aware and not desc_act and gs < cols
+    if desc_act or gar:
+        perm = np.argsort(-np.diag(H), kind="stable") if desc_act else gar_perm(np.diag(H), gs)
         W = W[:, perm]
         H = H[perm][:, perm]
     invperm = np.argsort(perm)
@@ -92,7 +102,11 @@ def gptq_ref(W, H, bits=4, group_size=128, sym=True, desc_act=False, static_grou
             Err1[:, i] = e
         W[:, i2:] -= (Err1 @ U[i1:i2, i2:]).astype(F32)
 
-    if static_groups or gs == cols:
+    if gar and not static_groups:  # the sweep's k-th group is original group perm[k * gs] // gs
+        src = scales.copy(), zeros.copy()
+        for k in range(n_groups):
+            scales[:, perm[k * gs] // gs], zeros[:, perm[k * gs] // gs] = src[0][:, k], src[1][:, k]
+    if static_groups or gs == cols or gar:
         g_idx = (np.arange(cols) // gs).astype(np.int32)
     else:
         g_idx = (invperm // gs).astype(np.int32)
