@@ -31,6 +31,19 @@ def shared_data_module() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def stories(shared_data_module):
+    """The real stories260K model (llama2.c checkpoint), loaded once per test module."""
+    return lb.load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+
+
+@pytest.fixture(scope="module")
+def tinystories_text(shared_data_module) -> str:
+    """TinyStories valid text (the head shipped in ../shared/data), documents run together."""
+    return (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text(
+        encoding="utf-8").replace("<|endoftext|>\n", "")
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     """Every test starts and ends with the default ISA and thread count."""

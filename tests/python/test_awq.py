@@ -48,14 +48,8 @@ def synthetic_model(rng, *, kv_heads=4, attention_bias=False, layers=2, D=64, F=
 
 
 @pytest.fixture(scope="module")
-def stories(shared_data_module):
-    return load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
-
-
-@pytest.fixture(scope="module")
-def text(shared_data_module):
-    return (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text().replace(
-        "<|endoftext|>\n", "")
+def text(tinystories_text):
+    return tinystories_text
 
 
 @pytest.fixture(scope="module")

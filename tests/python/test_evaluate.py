@@ -17,11 +17,6 @@ from lowbit.models import LlamaShape, forward_reference, load_model
 
 
 @pytest.fixture(scope="module")
-def stories(shared_data_module):
-    return load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
-
-
-@pytest.fixture(scope="module")
 def story_text(shared_data_module):
     return (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text()
 

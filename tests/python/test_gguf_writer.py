@@ -55,11 +55,6 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------- models
-@pytest.fixture(scope="module")
-def stories(shared_data_module) -> LlamaModel:
-    return lb.load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
-
-
 def synthetic_model(stories: LlamaModel, *, layers: int = 3, hidden: int = 256, ffn: int = 512, heads: int = 8,
                     kv_heads: int = 2, tied: bool = False, seed: int = 0, gain: float = 0.3,
                     head_dim: int | None = None) -> LlamaModel:

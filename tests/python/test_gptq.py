@@ -104,13 +104,20 @@ def test_beats_rtn_on_correlated_inputs(problem, bits, group_size):
     assert lb.metrics.relative_output_error(X, W, q) < lb.metrics.relative_output_error(X, W, r)
 
 
-def test_act_order_helps_with_outlier_channels():
+@pytest.fixture(scope="module")
+def outlier_channels():
+    """16 of 256 input channels 10x louder than the rest: where quantization order matters."""
     rng = np.random.default_rng(3)
     n = 256
     X = correlated_inputs(rng, 1024, n)
     X[:, rng.choice(n, 16, replace=False)] *= 10
     H = 2 * X.T.astype(np.float64) @ X / 4
     W = (rng.standard_normal((128, n)) * 0.02).astype(np.float32)
+    return W, H
+
+
+def test_act_order_helps_with_outlier_channels(outlier_channels):
+    W, H = outlier_channels
     plain = lb.quantize(W, lb.GPTQConfig(bits=3, group_size=-1), hessian=H).stats["objective"]
     ordered = lb.quantize(W, lb.GPTQConfig(bits=3, group_size=-1, desc_act=True), hessian=H).stats["objective"]
     assert ordered < plain
@@ -262,13 +269,8 @@ def test_group_aware_reordering_matches_reference(problem, bits, group_size, sym
     assert not np.array_equal(plain.arrays["qweight"], q.arrays["qweight"])
 
 
-def test_group_aware_reordering_helps_with_outlier_channels():
-    rng = np.random.default_rng(3)
-    n = 256
-    X = correlated_inputs(rng, 1024, n)
-    X[:, rng.choice(n, 16, replace=False)] *= 10
-    H = 2 * X.T.astype(np.float64) @ X / 4
-    W = (rng.standard_normal((128, n)) * 0.02).astype(np.float32)
+def test_group_aware_reordering_helps_with_outlier_channels(outlier_channels):
+    W, H = outlier_channels
     obj = {gar: lb.quantize(W, lb.GPTQConfig(bits=3, group_size=64, act_group_aware=gar), hessian=H).stats["objective"]
            for gar in (False, True)}
     assert obj[True] < obj[False]

@@ -28,11 +28,6 @@ from lowbit.imatrix import (  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def stories(shared_data_module):
-    return lb.load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
-
-
-@pytest.fixture(scope="module")
 def windows():
     rng = np.random.default_rng(3)
     return rng.integers(3, 512, size=(3, 40))

@@ -24,11 +24,6 @@ GPTQ_LAYER = "model.layers.1.mlp.down_proj"
 
 # ------------------------------------------------------------------------------ fixtures
 
-@pytest.fixture(scope="module")
-def stories(shared_data_module: Path) -> LlamaModel:
-    return lb.load_model(shared_data_module / "models/stories260K/stories260K.bin")
-
-
 def _quantized(model: LlamaModel) -> LlamaModel:
     weights = dict(model.weights)
     rng = np.random.default_rng(7)
