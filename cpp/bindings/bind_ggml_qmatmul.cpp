@@ -7,6 +7,7 @@
 #include <string>
 
 #include "array_utils.hpp"
+#include "matmul_args.hpp"
 #include "lowbit/ggml_qmatmul.hpp"
 
 namespace py = pybind11;
@@ -14,15 +15,6 @@ using namespace lowbit;
 using namespace lowbit::py_utils;
 
 namespace {
-
-QActMode parse_ggml_act(const std::string& act, QType fmt) {
-  if (act == "int8") return QActMode::Q8Block;
-  if (act == "float32") return QActMode::F32;
-  if (act == "int8_token")
-    throw InvalidArgument(str_cat("act='int8_token' (W8A8) is not available for GGUF format ", traits(fmt).name,
-                                  "; use 'int8' (llama.cpp's activation rounding) or 'float32'"));
-  throw InvalidArgument(str_cat("act must be 'int8' or 'float32' for GGUF formats, got '", act, "'"));
-}
 
 QType ggml_format(const std::string& name) {
   const QType t = traits_by_name(name.c_str()).type;
@@ -71,21 +63,12 @@ Immutable; made by prepare_ggml.)doc")
         if (!w) throw TypeMismatch("w must be a GgmlPackedWeights, got None");
         const QActMode mode = parse_ggml_act(act, w->format);
         const GgmlDotKernels& k = isa_o.is_none() ? ggml_dot_kernels() : ggml_dot_kernels(parse_isa(isa_o.cast<std::string>()));
-        MatrixArg X = matrix_arg(x_o, "x");
-        if (X.view.col_stride != 1 || (X.view.rows > 1 && X.view.row_stride < X.view.cols))
-          X = matrix_arg(py::module_::import("numpy").attr("ascontiguousarray")(X.holder), "x");
-        const i64 M = X.view.rows;
-        if (X.view.cols != w->cols)
-          throw InvalidArgument(str_cat("x must be [M, in_features=", w->cols, "], got ", describe(X.holder)));
-        const ActDType xt = X.view.dtype == DType::F32 ? ActDType::F32
-                            : X.view.dtype == DType::F16 ? ActDType::F16 : ActDType::BF16;
-        py::array_t<float> y({M, w->rows});
+        const ActivationArg X = activation_arg(x_o, w->cols);
+        py::array_t<float> y({X.rows, w->rows});
         float* yp = y.mutable_data();
-        const void* xp = X.view.data;
-        const i64 ldx = X.view.row_stride;
         {
           py::gil_scoped_release release;
-          ggml_qmatmul(xp, xt, M, ldx, *w, mode, yp, k);
+          ggml_qmatmul(X.data, X.dtype, X.rows, X.ld, *w, mode, yp, k);
         }
         return y;
       },

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "array_utils.hpp"
+#include "matmul_args.hpp"
 #include "lowbit/parallel.hpp"
 #include "lowbit/qmatmul.hpp"
 
@@ -16,13 +17,6 @@ using namespace lowbit;
 using namespace lowbit::py_utils;
 
 namespace {
-
-QActMode parse_act(const std::string& act) {
-  if (act == "int8") return QActMode::Q8Block;
-  if (act == "float32") return QActMode::F32;
-  if (act == "int8_token") return QActMode::Q8Token;
-  throw InvalidArgument(str_cat("act must be 'int8', 'float32' or 'int8_token', got '", act, "'"));
-}
 
 // Fixed 1 MiB chunks (independent of the thread count) for the bandwidth probes.
 constexpr i64 kChunk = 1 << 20;
@@ -77,23 +71,14 @@ Immutable; made by prepare_grouped and used by qmatmul.)doc")
       [](const py::handle& x_o, const std::shared_ptr<PackedWeights>& w, const std::string& act,
          const py::object& isa_o) {
         if (!w) throw TypeMismatch("w must be a PackedWeights, got None");
-        const QActMode mode = parse_act(act);
+        const QActMode mode = parse_qact(act);
         const QMatmulKernels& k = isa_o.is_none() ? qmatmul_kernels() : qmatmul_kernels(parse_isa(isa_o.cast<std::string>()));
-        MatrixArg X = matrix_arg(x_o, "x");
-        if (X.view.col_stride != 1 || (X.view.rows > 1 && X.view.row_stride < X.view.cols))
-          X = matrix_arg(py::module_::import("numpy").attr("ascontiguousarray")(X.holder), "x");
-        const i64 M = X.view.rows;
-        if (X.view.cols != w->cols)
-          throw InvalidArgument(str_cat("x must be [M, in_features=", w->cols, "], got ", describe(X.holder)));
-        const ActDType xt = X.view.dtype == DType::F32 ? ActDType::F32
-                            : X.view.dtype == DType::F16 ? ActDType::F16 : ActDType::BF16;
-        py::array_t<float> y({M, w->rows});
+        const ActivationArg X = activation_arg(x_o, w->cols);
+        py::array_t<float> y({X.rows, w->rows});
         float* yp = y.mutable_data();
-        const void* xp = X.view.data;
-        const i64 ldx = X.view.row_stride;
         {
           py::gil_scoped_release release;
-          qmatmul(xp, xt, M, ldx, *w, mode, yp, k);
+          qmatmul(X.data, X.dtype, X.rows, X.ld, *w, mode, yp, k);
         }
         return y;
       },

@@ -165,16 +165,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym: bool, damp: float | None):
+def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym: bool, damp: float | None,
+                   act_group_aware: bool = False):
     from .config import GPTQConfig, RTNConfig, registered_configs
     from .quantize import method_statistics
 
     if method == "rtn":
         return RTNConfig(bits=bits, group_size=group_size, sym=sym)
-    if method in ("gptq", "gptq-desc-act"):  # the second: act-order in one row of a comparison
+    if method in ("gptq", "gptq-desc-act", "gptq-gar"):  # variants: one row each in a comparison
         kw = {"damp_percent": damp} if damp is not None else {}
         return GPTQConfig(bits=bits, group_size=group_size, desc_act=desc_act or method == "gptq-desc-act", sym=sym,
-                          **kw)
+                          act_group_aware=act_group_aware or method == "gptq-gar", **kw)
     if method == "hqq":  # HQQConfig says nbits, as hqq and transformers do
         from .config import HQQConfig
 
@@ -209,7 +210,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         from .config import GGUFConfig
         cfg: Any = GGUFConfig(type=args.type or "Q4_K_M", imatrix=args.imatrix)
     else:
-        cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent)
+        cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent,
+                             args.act_group_aware)
     model = load_model(args.model)
     # a config may name its own calibration size (AWQConfig: n_samples x seq_len, AutoAWQ's 128 x 512)
     args.n_samples = args.n_samples or getattr(cfg, "n_samples", None)
@@ -260,7 +262,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         args.n_samples = args.n_samples or 32
         args.seq_len = args.seq_len or 512
         args.max_windows = args.max_windows or 4
-    configs = [_method_config(m, b, args.group_size, args.desc_act, not args.asym, None)
+    configs = [_method_config(m, b, args.group_size, args.desc_act, not args.asym, None, args.act_group_aware)
                for b in (int(x) for x in args.bits.split(",")) for m in args.methods.split(",")]
     model = load_model(args.model)
     text_path = args.text or wikitext2_test_path()
@@ -300,8 +302,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(format_table(rows, COMPARE_COLUMNS))
     print("\nbits/w: stored bits per weight of the quantized linears, scales and zeros included; size: all weights "
           "as held (embedding and norms in float32). KLD: mean KL(reference || quantized) per token; top-1: "
-          "agreement of the argmax. decode tok/s: greedy decode, 32-token prompt (quantized layers use the "
-          "reference dequantize-then-matmul path until fused kernels land).")
+          "agreement of the argmax. decode tok/s: greedy decode, 32-token prompt (quantized layers run lowbit's "
+          "packed-weight kernels with int8 activations).")
     return 0
 
 
@@ -358,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="quantize with several configs; one table of ppl, KLD, size, speed")
     c.add_argument("model", nargs="?", help=model_help)
     c.add_argument("--methods", default="rtn,gptq",
-                   help="comma-separated (default rtn,gptq); gptq-desc-act is GPTQ with act-order, so one table can "
-                        "hold both")
+                   help="comma-separated (default rtn,gptq); gptq-desc-act is GPTQ with act-order and gptq-gar "
+                        "GPTQ with group-aware reordering, so one table can hold the variants")
     c.add_argument("--bits", default="4,3", help="comma-separated (default 4,3)")
     c.add_argument("--text", help="evaluation text (default: WikiText-2 test from ../shared/data)")
     c.add_argument("--eval-seq-len", type=int, help="evaluation window (default 2048)")
@@ -372,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (q, c):
         sp.add_argument("--group-size", type=int, default=128)
         sp.add_argument("--desc-act", action="store_true", help="GPTQ act-order")
+        sp.add_argument("--act-group-aware", action="store_true",
+                        help="GPTQ group-aware reordering (GPTQModel's GAR): act-order inside contiguous groups")
         sp.add_argument("--asym", action="store_true", help="asymmetric grid (zero points)")
         sp.add_argument("--calib", nargs="+", help="calibration text file(s) (default: WikiText-2 valid, "
                                                   "else samples from the model)")

@@ -41,7 +41,7 @@ from . import _core
 from .config import QuantConfig, load_config
 from .formats import FormatInfo, format_info
 
-__all__ = ["Layout", "QuantizedTensor", "layout_of", "register_layout"]
+__all__ = ["Layout", "PackedKernel", "QuantizedTensor", "layout_of", "register_layout"]
 
 _METADATA_KEY = "lowbit"
 _FILE_VERSION = 1
@@ -335,11 +335,28 @@ def _grouped_dequantize(q: "QuantizedTensor") -> np.ndarray:
                                     q.group_size, q.per_tensor, a.get("g_idx"))
 
 
+class PackedKernel:
+    """A prepared weight's product ``kernel(x, act)`` = ``fn(x, packed, act)``.
+
+    ``packed`` is the C++ object (``_core.PackedWeights``, ``_core.GgmlPackedWeights``) that
+    the model's C++ layer loop (``_core.LlamaRuntime``) calls without going through Python.
+    """
+
+    __slots__ = ("packed", "_fn")
+
+    def __init__(self, fn: Callable[[np.ndarray, Any, str], np.ndarray], packed: Any) -> None:
+        self._fn = fn
+        self.packed = packed
+
+    def __call__(self, x: np.ndarray, act: str) -> np.ndarray:
+        return self._fn(x, self.packed, act)
+
+
 def _grouped_prepare(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.ndarray]:
     a = q.arrays
     packed = _core.prepare_grouped(a["qweight"], a["scales"], a["zeros"], q.bits, q.shape[0], q.shape[1],
                                    q.group_size, q.per_tensor, a.get("g_idx"))
-    return lambda x, act: _core.qmatmul(x, packed, act)
+    return PackedKernel(_core.qmatmul, packed)
 
 
 GROUPED = Layout("grouped", _grouped_arrays, _grouped_dequantize,
@@ -356,7 +373,7 @@ def _blocks_prepare(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.ndar
     if q.format not in _GGML_KERNEL_FORMATS:
         return None
     packed = _core.prepare_ggml(q.format, q.arrays["qweight"], q.shape[0], q.shape[1])
-    return lambda x, act: _core.ggml_qmatmul(x, packed, act)
+    return PackedKernel(_core.ggml_qmatmul, packed)
 
 
 BLOCKS = Layout(

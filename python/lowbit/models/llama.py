@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..tensor import QuantizedTensor
+from ..tensor import PackedKernel, QuantizedTensor
 from .llama_config import LlamaConfig, rope_frequencies
 from .tokenizer import Tokenizer
 
@@ -89,6 +89,10 @@ class LlamaModel:
     # how quantized linears take their input (QuantizedTensor.matmul's act): "int8" (int8
     # activation blocks, the fast path) or "float32" (float32-accurate reference)
     matmul_act: str = "int8"
+    # forward() without an observer runs the layer loop in C++ (_core.LlamaRuntime: no Python
+    # call per op) when every linear has a C++ kernel; False: the Python loop, which defines it
+    # (the two are bit-identical)
+    native_loop: bool = True
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -256,25 +260,75 @@ class LlamaModel:
     def head(self, x: np.ndarray, observer: Observer | None = None) -> np.ndarray:
         """Final norm and the language-model head: logits float32 ``[T, vocab]``."""
         h = _core.rms_norm(x, self._norms["model.norm.weight"], self.config.rms_norm_eps)
-        name = "model.embed_tokens" if self.config.tie_word_embeddings and "lm_head.weight" not in self.weights \
-            else "lm_head"
-        y = self.linear(name, h, None)
+        y = self.linear(self._head_name(), h, None)
         if observer is not None:
             observer("lm_head", h, y)
         return y
+
+    def _head_name(self) -> str:
+        return "model.embed_tokens" if self.config.tie_word_embeddings and "lm_head.weight" not in self.weights \
+            else "lm_head"
+
+    def native_runtime(self) -> Any:
+        """The C++ layer loop (``_core.LlamaRuntime``) over the current weights, or None when a
+        linear has no C++ kernel (a format that dequantizes per call) or ``native_loop`` is off.
+
+        Built on first use and rebuilt when a weight, norm or bias object or ``matmul_act``
+        changes (set_weight, quantize_model); arrays changed in place are seen as they are.
+        """
+        if not self.native_loop:
+            return None
+        c = self.config
+        names = [f"model.layers.{i}.{n}" for i in range(c.num_hidden_layers) for n in BLOCK_LINEARS]
+        names.append(self._head_name())
+        weights = [self.weights[n + ".weight"] for n in names]
+        biases = [self._norms.get(n + ".bias") for n in names]
+        norms = [self._norms[f"model.layers.{i}.{n}.weight"] for i in range(c.num_hidden_layers)
+                 for n in ("input_layernorm", "post_attention_layernorm")] + [self._norms["model.norm.weight"]]
+        key = (*weights, *biases, *norms)
+        cached = self.__dict__.get("_native")
+        if cached is not None and cached[0] == self.matmul_act and all(a is b for a, b in zip(cached[1], key)):
+            return cached[2]
+        args = []
+        for w in weights:
+            if isinstance(w, QuantizedTensor):
+                kernel = w.prepare().__dict__.get("_kernel")
+                if not isinstance(kernel, PackedKernel):
+                    return None
+                args.append(kernel.packed)
+            else:
+                args.append(w)
+        lin = list(zip(args, biases))
+        blocks = [(norms[2 * i], norms[2 * i + 1], lin[7 * i:7 * i + 7]) for i in range(c.num_hidden_layers)]
+        try:
+            rt = _core.LlamaRuntime(c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+                                    c.rms_norm_eps, np.asarray(self.inv_freq, np.float32), c.rope_interleaved,
+                                    self.attention_scaling, blocks, norms[-1], lin[-1], self.matmul_act)
+        except (ValueError, TypeError, NotImplementedError):
+            return None  # e.g. an act the kernels refuse: the Python path raises it where it applies
+        self.__dict__["_native"] = (self.matmul_act, key, rt)
+        return rt
 
     def forward(self, tokens: Sequence[int] | np.ndarray, cache: KVCache | None = None, *,
                 last_only: bool = False, observer: Observer | None = None) -> np.ndarray:
         """Logits float32 ``[T, vocab]`` for ``tokens`` (``[1, vocab]`` with ``last_only``).
 
         With a cache, the tokens continue the cached sequence (prefill when the cache is empty,
-        decode with one token) and the cache advances.
+        decode with one token) and the cache advances. Without an observer the layer loop runs
+        in C++ (:meth:`native_runtime`), bit-identical to the Python loop below.
         """
         x = self.embed(tokens)
         T = x.shape[0]
         if T == 0:
             raise ValueError("tokens must not be empty")
         start = cache.length if cache is not None else 0
+        rt = self.native_runtime() if observer is None else None
+        if rt is not None:
+            logits = rt.forward(x, start, None if cache is None else cache.k, None if cache is None else cache.v,
+                                last_only)
+            if cache is not None:
+                cache.length = start + T
+            return logits
         positions = np.arange(start, start + T, dtype=np.int64)
         for i in range(self.config.num_hidden_layers):
             x = self.block(i, x, positions, cache, observer)
