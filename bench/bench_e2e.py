@@ -12,6 +12,8 @@ cache. Columns:
   prefill tok/s   prompt tokens / time of one batched forward over the prompt (median of --repeats)
   decode tok/s    new tokens / time of single-token steps after the prompt (median of --repeats)
   x llama.cpp     lowbit / llama.cpp for the same column and threads (> 1 is faster)
+lowbit runs its layer loop in C++ (LlamaModel.native_loop); "lowbit-py" is the same model through
+the Python layer loop (the reference), and the share of its decode step that is Python overhead.
 Also printed: the relative difference of the two tools' last-position logits on the prompt
 (llama.cpp quantizes activations to 8 bits in its Q4_1 dot products, so a few 1e-3 is normal),
 and each tool's peak resident memory.
@@ -124,10 +126,16 @@ def run_one(path: str, args: argparse.Namespace) -> None:
     for th in [int(t) for t in args.threads.split(",")]:
         lb.set_num_threads(th)
         lp, ld, ll = bench_lowbit(model, prompt, args.new_tokens, args.repeats)
+        model.native_loop = False  # the Python layer loop, the reference of the C++ one
+        pp, pd, _ = bench_lowbit(model, prompt, args.new_tokens, args.repeats)
+        model.native_loop = True
         if peer:
             cp, cd, cl = bench_llama_cpp(path, prompt, args.new_tokens, args.repeats, th)
             ratio = f"{lp / cp:.2f} / {ld / cd:.2f}"
         print(f"{th:>7} {'lowbit':<10} {lp:>14.1f} {ld:>13.1f} {ratio if peer else '-':>18}")
+        py_ratio = f"{pp / cp:.2f} / {pd / cd:.2f}" if peer else "-"
+        print(f"{th:>7} {'lowbit-py':<10} {pp:>14.1f} {pd:>13.1f} {py_ratio:>18}   "
+              f"(Python loop: {100 * (1 - pd / ld):.0f}% of its decode step is Python overhead)")
         if peer:
             print(f"{th:>7} {'llama.cpp':<10} {cp:>14.1f} {cd:>13.1f} {'':>18}")
             d = float(np.linalg.norm(ll - cl) / np.linalg.norm(cl))
