@@ -3,7 +3,9 @@
 One run, at 1 and 2 threads, prints:
 
 * the machine's memory read bandwidth (STREAM-style read of a 1 GiB buffer, and triad) and
-  its SGEMM rate (NumPy; threadpoolctl names the BLAS kernel), both measured here;
+  its SGEMM rate (NumPy; threadpoolctl names the BLAS kernel) and its int8 dot-product
+  instruction peak (``_core.int8_peak``: vpdpbusd with AVX-512 VNNI, else AVX2's
+  vpmaddubsw+vpmaddwd), all measured here; W8A8 prefill rows print their share of that peak;
 * for each format and weight shape (4096x4096 and 14336x4096, out x in): the time of
   ``_core.qmatmul`` cycling through enough distinct weight copies (>= --working-set MB) that
   caches cannot hold them; decode GB/s of weight bytes (codes + scales) and its share of the
@@ -103,7 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     shapes = SHAPES[:1] if args.quick else SHAPES
-    formats = FORMATS[:3] if args.quick else FORMATS
+    formats = FORMATS[:4] if args.quick else FORMATS
     info = lb.cpu_info()
     print(f"lowbit {lb.__version__}, kernels {info['isa']}, NumPy {np.__version__}, BLAS: {blas_info()}")
     print(f"medians of {args.repeats}; weights cycled through >= {args.working_set} MB of distinct copies\n")
@@ -115,8 +117,8 @@ def main() -> None:
     K0, M0 = 4096, args.prefill_m
     A = np.random.default_rng(1).standard_normal((M0, K0)).astype(np.float32)
     B = np.random.default_rng(2).standard_normal((K0, K0)).astype(np.float32)
-    read_bw, sgemm = {}, {}
-    print(f"{'threads':>7s} {'read GB/s':>10s} {'triad GB/s':>11s} {'SGEMM GFLOP/s':>14s}")
+    read_bw, sgemm, int8_peak = {}, {}, {}
+    print(f"{'threads':>7s} {'read GB/s':>10s} {'triad GB/s':>11s} {'SGEMM GFLOP/s':>14s} {'int8 peak GOP/s':>16s}")
     for t in threads:
         lb.set_num_threads(t)
         tr = median_time(lambda: _core.stream_read(buf), args.repeats)
@@ -125,9 +127,12 @@ def main() -> None:
             ts = median_time(lambda: A @ B.T, args.repeats)
         read_bw[t] = buf.nbytes / tr / 1e9
         sgemm[t] = 2 * M0 * K0 * K0 / ts / 1e9
-        print(f"{t:7d} {read_bw[t]:10.1f} {3 * a.nbytes / tt / 1e9:11.1f} {sgemm[t]:14.1f}")
+        peaks = [_core.int8_peak(0.2) for _ in range(args.repeats)]
+        int8_peak[t] = statistics.median(p["gops"] for p in peaks)
+        print(f"{t:7d} {read_bw[t]:10.1f} {3 * a.nbytes / tt / 1e9:11.1f} {sgemm[t]:14.1f} {int8_peak[t]:16.1f}")
     del buf, a, b, c
-    print()
+    print(f"int8 peak: {peaks[0]['instruction']} chains on registers (lowbit/int8_peak.hpp), 2 ops per "
+          "multiply-add; W8A8 prefill rows print their share of it\n")
 
     # ---- kernels ---------------------------------------------------------------------------
     hdr = (f"{'format':24s} {'shape':>11s} {'thr':>3s} | {'decode us':>9s} {'GB/s':>6s} {'%read':>6s}"
@@ -168,9 +173,11 @@ def main() -> None:
                                  inner=n_copies)
                 tp = median_time(lambda: _core.qmatmul(xp, packs[next(it) % n_copies], act), max(1, args.repeats // 2))
                 gbs = first.nbytes / td / 1e9
+                gops = 2 * args.prefill_m * out * inp / tp / 1e9
+                peak = f"  {100 * gops / int8_peak[t]:.0f}% of int8 peak" if act == "int8_token" else ""
                 print(f"{name:24s} {f'{out}x{inp}':>11s} {t:3d} | {1e6 * td:9.0f} {gbs:6.1f} "
                       f"{100 * gbs / read_bw[t]:5.0f}% {base[t][0] / td:6.2f}x | {1e3 * tp:10.1f} "
-                      f"{2 * args.prefill_m * out * inp / tp / 1e9:7.1f} {base[t][1] / tp:11.2f}x")
+                      f"{gops:7.1f} {base[t][1] / tp:11.2f}x{peak}")
             del packs, first
         print()
     if not args.no_gguf:

@@ -9,6 +9,7 @@
 
 #include "array_utils.hpp"
 #include "matmul_args.hpp"
+#include "lowbit/int8_peak.hpp"
 #include "lowbit/parallel.hpp"
 #include "lowbit/qmatmul.hpp"
 
@@ -91,6 +92,26 @@ float product <= sum_k |W_hat[r,k]| * d_block(k) / 2), 'float32' (dequantized we
 float32 GEMM), 'int8_token' (W8A8: per-token int8 activations, 8-bit weights with one group per
 row, exact int32 accumulation). isa: None (active) or 'scalar' / 'avx2' / 'avx512' / 'neon' (tests).
 Returns float32 [M, out_features]. Bit-identical for any thread count.)doc");
+
+  m.def(
+      "int8_peak",
+      [](double seconds) {
+        Int8Peak p;
+        {
+          py::gil_scoped_release release;
+          p = measure_int8_peak(seconds);
+        }
+        py::dict d;
+        d["gops"] = p.gops;
+        d["instruction"] = p.instruction;
+        d["threads"] = p.threads;
+        return d;
+      },
+      py::arg("seconds") = 0.2,
+      "The int8 dot-product instruction peak of this CPU, measured on lowbit's threads for about `seconds`: "
+      "{'gops': 2 x multiply-adds per second / 1e9, 'instruction': what was timed, 'threads'}. Registers "
+      "only (lowbit/int8_peak.hpp); the denominator of the W8A8 prefill figure. NotImplementedError without "
+      "AVX2 / AVX-512 VNNI.");
 
   // STREAM-style probes for bench/bench_kernels.py: the read bandwidth the decode kernels
   // are measured against, with lowbit's own threads (parallel_for), the GIL released.

@@ -256,3 +256,15 @@ def test_prepared_tensor_pickles_without_its_kernel():
     r = pickle.loads(pickle.dumps(q))
     assert "_kernel" not in r.__dict__
     assert r.matmul(x).tobytes() == q.matmul(x).tobytes() == copy.deepcopy(q).matmul(x).tobytes()
+
+
+def test_int8_peak_probe_reports_a_rate_and_checks_its_argument():
+    if "avx2" not in _core.supported_isas():
+        with pytest.raises(NotImplementedError):
+            _core.int8_peak(0.02)
+        return
+    p = _core.int8_peak(0.02)
+    assert p["gops"] > 0 and p["threads"] >= 1
+    assert "AVX" in p["instruction"]
+    with pytest.raises(ValueError, match="seconds"):
+        _core.int8_peak(0.0)
