@@ -28,7 +28,7 @@ from lowbit.gguf_mixtures import (
 )
 from lowbit.models.llama_config import LlamaConfig
 
-FIXTURE = Path(__file__).parent / "data" / "gguf_mixtures_smollm2.json"
+FIXTURE = Path(__file__).parent / "fixtures" / "gguf_mixtures_smollm2.json"
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 ``adversarial_rows()`` builds rows that hit every special case of ggml's quantizers (all-zero
 and constant blocks, denormals, huge values, exact rounding ties, one-signed blocks, sparse
 rows); ``make()`` runs llama.cpp on them through :mod:`lowbit.peers.ggml` and writes
-``tests/python/data/ggml_golden.npz``. Regenerate (needs llama-cpp-python) with
+``tests/python/fixtures/ggml_golden.npz``. Regenerate (needs llama-cpp-python) with
 
     PYTHONPATH=build/python .venv/bin/python -m tests.python.reference.ggml_golden
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "ggml_golden.npz"
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "ggml_golden.npz"
 TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "q8_K", "iq4_nl")
 N = 256  # one k-quant super-block, eight 32-blocks per row
 
