@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := PYTHONPATH=$(CURDIR)/build/python $(PY)
 
-.PHONY: setup demo test bench bench-gptq bench-e2e bench-quantize bench-hqq wheel clean
+.PHONY: setup demo test bench bench-kernels bench-gptq bench-e2e bench-quantize bench-hqq wheel clean
 
 setup:
 	bash scripts/setup.sh
@@ -20,6 +20,13 @@ test:
 bench: setup
 	./build/bench/bench_rtn --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(RUN) bench/bench_rtn.py
+
+# Quantized matmul kernels vs read bandwidth, SGEMM, the int8 peak and llama.cpp's mul_mat
+# (llama-cpp-python, built from source the first time).
+bench-kernels: setup
+	./build/bench/bench_qmatmul --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+	$(PY) -m pip install -q llama-cpp-python
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive $(RUN) bench/bench_kernels.py
 
 # GPTQ vs the SGEMM limit and vs PyTorch (installs the CPU torch wheel into .venv first).
 bench-gptq: setup

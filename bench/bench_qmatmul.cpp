@@ -1,0 +1,142 @@
+// Google Benchmark: the quantized matmul kernels on 4096 x 4096 weights (active ISA), next to
+// the machine baselines measured in the same run: read bandwidth (BM_stream_read) and the int8
+// dot instruction peak (BM_int8_peak). bench/bench_kernels.py prints the full table with ratios
+// and llama.cpp as the peer; this binary is for profiling and quick checks from C++.
+//   BM_grouped: int4 g128 asym (lowbit's grouped layout), act int8 blocks
+//   BM_ggml:    GGUF q4_0 / q8_0 / q4_K blocks (llama.cpp's activation rounding)
+// Weights cycle through >= 256 MB of distinct copies (decode is then a cache-cold stream).
+// Arguments: M (1 = decode, 512 = prefill), threads.
+// Run: build/bench/bench_qmatmul [--benchmark_repetitions=5 --benchmark_report_aggregates_only=true]
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "lowbit/format_table.hpp"
+#include "lowbit/ggml_qmatmul.hpp"
+#include "lowbit/int8_peak.hpp"
+#include "lowbit/matrix_view.hpp"
+#include "lowbit/parallel.hpp"
+#include "lowbit/qmatmul.hpp"
+#include "lowbit/rtn.hpp"
+
+using namespace lowbit;
+
+namespace {
+
+constexpr i64 kN = 4096, kK = 4096;
+constexpr i64 kWorkingSet = 256 << 20;
+
+std::vector<float> wave(i64 n, float freq, float amp) {
+  std::vector<float> x(static_cast<std::size_t>(n));
+  for (i64 i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = amp * std::sin(freq * static_cast<float>(i) + 0.3f);
+  return x;
+}
+
+const std::vector<float>& weights() {
+  static const std::vector<float> w = wave(kN * kK, 0.0137f, 0.05f);
+  return w;
+}
+
+void set_counters(benchmark::State& st, i64 M, i64 weight_bytes) {
+  st.counters["GOP/s"] = benchmark::Counter(2.0 * static_cast<double>(M * kN * kK), benchmark::Counter::kIsIterationInvariantRate);
+  if (M == 1) st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * weight_bytes);
+}
+
+// range(0): M, range(1): threads
+void BM_grouped(benchmark::State& st) {
+  const i64 M = st.range(0);
+  set_num_threads(static_cast<int>(st.range(1)));
+  const RtnParams p{4, 128, false};
+  const GroupedIntShape s = make_grouped_shape(4, kN, kK, 128);
+  std::vector<std::uint8_t> qw(static_cast<std::size_t>(kN * s.row_bytes())), zs(static_cast<std::size_t>(kN * s.n_groups()));
+  std::vector<float> sc(zs.size());
+  rtn_quantize(AnyMatrixView(weights().data(), kN, kK), p, GroupedIntMutView{s, qw.data(), sc.data(), zs.data()});
+  std::vector<std::shared_ptr<PackedWeights>> packs;
+  do packs.push_back(prepare_grouped(GroupedIntConstView{s, qw.data(), sc.data(), zs.data(), nullptr}));
+  while (static_cast<i64>(packs.size()) * packs[0]->nbytes() < kWorkingSet);
+  const std::vector<float> x = wave(M * kK, 0.71f, 2.0f);
+  std::vector<float> y(static_cast<std::size_t>(M * kN));
+  std::size_t i = 0;
+  for (auto _ : st) {
+    qmatmul(x.data(), ActDType::F32, M, kK, *packs[i++ % packs.size()], QActMode::Q8Block, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_counters(st, M, packs[0]->nbytes());
+  set_num_threads(0);
+}
+
+// range(0): QType id, range(1): M, range(2): threads
+void BM_ggml(benchmark::State& st) {
+  const QType t = static_cast<QType>(st.range(0));
+  const i64 M = st.range(1);
+  set_num_threads(static_cast<int>(st.range(2)));
+  st.SetLabel(traits(t).name);
+  const i64 rb = row_size(t, kK);
+  std::vector<std::uint8_t> blocks(static_cast<std::size_t>(kN * rb));
+  for (i64 r = 0; r < kN; ++r)
+    traits(t).from_float_ref(weights().data() + r * kK, blocks.data() + r * rb, kK, nullptr);
+  std::vector<std::shared_ptr<GgmlPackedWeights>> packs;
+  do packs.push_back(prepare_ggml(t, blocks.data(), kN, kK));
+  while (static_cast<i64>(packs.size()) * packs[0]->nbytes() < kWorkingSet);
+  const std::vector<float> x = wave(M * kK, 0.71f, 2.0f);
+  std::vector<float> y(static_cast<std::size_t>(M * kN));
+  std::size_t i = 0;
+  for (auto _ : st) {
+    ggml_qmatmul(x.data(), ActDType::F32, M, kK, *packs[i++ % packs.size()], QActMode::Q8Block, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_counters(st, M, packs[0]->nbytes());
+  set_num_threads(0);
+}
+
+// range(0): threads. The read-bandwidth baseline of the decode rows.
+void BM_stream_read(benchmark::State& st) {
+  set_num_threads(static_cast<int>(st.range(0)));
+  std::vector<std::uint64_t> buf(static_cast<std::size_t>(kWorkingSet / 8), 1);
+  constexpr i64 kChunk = 1 << 17;  // words per task, fixed
+  const i64 n = static_cast<i64>(buf.size()), n_chunks = (n + kChunk - 1) / kChunk;
+  std::vector<std::uint64_t> part(static_cast<std::size_t>(n_chunks));
+  for (auto _ : st) {
+    parallel_for(n_chunks, [&](i64 c) {
+      std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      const i64 b = c * kChunk, e = std::min(n, b + kChunk);
+      i64 j = b;
+      for (; j + 4 <= e; j += 4) {
+        s0 += buf[static_cast<std::size_t>(j)];
+        s1 += buf[static_cast<std::size_t>(j + 1)];
+        s2 += buf[static_cast<std::size_t>(j + 2)];
+        s3 += buf[static_cast<std::size_t>(j + 3)];
+      }
+      for (; j < e; ++j) s0 += buf[static_cast<std::size_t>(j)];
+      part[static_cast<std::size_t>(c)] = s0 + s1 + s2 + s3;
+    });
+    benchmark::DoNotOptimize(part.data());
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * kWorkingSet);
+  set_num_threads(0);
+}
+
+// range(0): threads. The int8 dot instruction peak (lowbit/int8_peak.hpp) of the prefill rows.
+void BM_int8_peak(benchmark::State& st) {
+  set_num_threads(static_cast<int>(st.range(0)));
+  Int8Peak p;
+  for (auto _ : st) p = measure_int8_peak(0.1);
+  st.counters["GOP/s"] = p.gops;
+  st.SetLabel(p.instruction);
+  set_num_threads(0);
+}
+
+}  // namespace
+
+BENCHMARK(BM_stream_read)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_int8_peak)->Arg(1)->Arg(2)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_grouped)->ArgsProduct({{1, 512}, {1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ggml)
+    ->ArgsProduct({{static_cast<int>(QType::Q4_0), static_cast<int>(QType::Q8_0), static_cast<int>(QType::Q4_K)}, {1, 512}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+BENCHMARK_MAIN();
