@@ -22,7 +22,7 @@ bench: setup
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(RUN) bench/bench_rtn.py
 
 # Quantized matmul kernels vs read bandwidth, SGEMM, the int8 peak and llama.cpp's mul_mat
-# (llama-cpp-python, built from source the first time).
+# (llama-cpp-python, built from source the first time), 1 and 2 threads; needs ~2 GB of RAM.
 bench-kernels: setup
 	./build/bench/bench_qmatmul --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 	$(PY) -m pip install -q llama-cpp-python
@@ -63,11 +63,6 @@ wheel: setup
 clean:
 	rm -rf build
 
-# Quantized matmul kernels: decode GB/s vs the read bandwidth, prefill GOP/s vs
-# dequantize+SGEMM, at 1 and 2 threads (bench/bench_kernels.py; needs ~2 GB of RAM).
-.PHONY: bench-kernels
-bench-kernels: setup
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive $(RUN) bench/bench_kernels.py
 # GGUF quantize throughput vs llama.cpp's ggml_quantize_chunk (identical bytes asserted).
 bench-gguf: setup
 	$(PY) -m pip install -q llama-cpp-python
