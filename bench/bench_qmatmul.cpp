@@ -40,9 +40,22 @@ const std::vector<float>& weights() {
   return w;
 }
 
-void set_counters(benchmark::State& st, i64 M, i64 weight_bytes) {
+// Times product(x, *packs[i], y) over copies made by prepare() until >= kWorkingSet bytes;
+// counters: GOP/s, and weight bytes/s at decode.
+template <class Prepare, class Product>
+void run_cycling(benchmark::State& st, i64 M, Prepare prepare, Product product) {
+  std::vector<decltype(prepare())> packs;
+  do packs.push_back(prepare());
+  while (static_cast<i64>(packs.size()) * packs[0]->nbytes() < kWorkingSet);
+  const std::vector<float> x = wave(M * kK, 0.71f, 2.0f);
+  std::vector<float> y(static_cast<std::size_t>(M * kN));
+  std::size_t i = 0;
+  for (auto _ : st) {
+    product(x.data(), *packs[i++ % packs.size()], y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
   st.counters["GOP/s"] = benchmark::Counter(2.0 * static_cast<double>(M * kN * kK), benchmark::Counter::kIsIterationInvariantRate);
-  if (M == 1) st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * weight_bytes);
+  if (M == 1) st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * packs[0]->nbytes());
 }
 
 // range(0): M, range(1): threads
@@ -54,17 +67,10 @@ void BM_grouped(benchmark::State& st) {
   std::vector<std::uint8_t> qw(static_cast<std::size_t>(kN * s.row_bytes())), zs(static_cast<std::size_t>(kN * s.n_groups()));
   std::vector<float> sc(zs.size());
   rtn_quantize(AnyMatrixView(weights().data(), kN, kK), p, GroupedIntMutView{s, qw.data(), sc.data(), zs.data()});
-  std::vector<std::shared_ptr<PackedWeights>> packs;
-  do packs.push_back(prepare_grouped(GroupedIntConstView{s, qw.data(), sc.data(), zs.data(), nullptr}));
-  while (static_cast<i64>(packs.size()) * packs[0]->nbytes() < kWorkingSet);
-  const std::vector<float> x = wave(M * kK, 0.71f, 2.0f);
-  std::vector<float> y(static_cast<std::size_t>(M * kN));
-  std::size_t i = 0;
-  for (auto _ : st) {
-    qmatmul(x.data(), ActDType::F32, M, kK, *packs[i++ % packs.size()], QActMode::Q8Block, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  set_counters(st, M, packs[0]->nbytes());
+  run_cycling(st, M, [&] { return prepare_grouped(GroupedIntConstView{s, qw.data(), sc.data(), zs.data(), nullptr}); },
+              [&](const float* x, const PackedWeights& w, float* y) {
+                qmatmul(x, ActDType::F32, M, kK, w, QActMode::Q8Block, y);
+              });
   set_num_threads(0);
 }
 
@@ -78,17 +84,10 @@ void BM_ggml(benchmark::State& st) {
   std::vector<std::uint8_t> blocks(static_cast<std::size_t>(kN * rb));
   for (i64 r = 0; r < kN; ++r)
     traits(t).from_float_ref(weights().data() + r * kK, blocks.data() + r * rb, kK, nullptr);
-  std::vector<std::shared_ptr<GgmlPackedWeights>> packs;
-  do packs.push_back(prepare_ggml(t, blocks.data(), kN, kK));
-  while (static_cast<i64>(packs.size()) * packs[0]->nbytes() < kWorkingSet);
-  const std::vector<float> x = wave(M * kK, 0.71f, 2.0f);
-  std::vector<float> y(static_cast<std::size_t>(M * kN));
-  std::size_t i = 0;
-  for (auto _ : st) {
-    ggml_qmatmul(x.data(), ActDType::F32, M, kK, *packs[i++ % packs.size()], QActMode::Q8Block, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  set_counters(st, M, packs[0]->nbytes());
+  run_cycling(st, M, [&] { return prepare_ggml(t, blocks.data(), kN, kK); },
+              [&](const float* x, const GgmlPackedWeights& w, float* y) {
+                ggml_qmatmul(x, ActDType::F32, M, kK, w, QActMode::Q8Block, y);
+              });
   set_num_threads(0);
 }
 
