@@ -129,3 +129,14 @@ def test_runtime_checks_its_arguments(stories):
     bad = np.zeros((c.num_hidden_layers + 1, 8, c.num_key_value_heads, c.head_dim), np.float32)
     with pytest.raises(ValueError, match="cache_k"):
         rt.forward(x.copy(), 0, bad, bad)
+
+
+def test_model_pickles_and_copies_without_its_runtime(stories):
+    import copy
+    import pickle
+
+    q = lb.quantize_model(stories, lb.RTNConfig(bits=4, group_size=32), progress=False)
+    ref = q.forward(PROMPT)
+    assert q.native_runtime() is not None
+    for r in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):
+        np.testing.assert_array_equal(r.forward(PROMPT), ref)

@@ -265,6 +265,10 @@ class LlamaModel:
             observer("lm_head", h, y)
         return y
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the C++ layer loop is a cache (rebuilt on demand) and not picklable
+        return {k: v for k, v in self.__dict__.items() if k != "_native"}
+
     def _head_name(self) -> str:
         return "model.embed_tokens" if self.config.tie_word_embeddings and "lm_head.weight" not in self.weights \
             else "lm_head"
