@@ -30,20 +30,29 @@
 
 #include "lowbit/common.hpp"
 #include "lowbit/format_table.hpp"
+#include "lowbit/ggml_repack.hpp"
 #include "lowbit/qmatmul.hpp"
 
 namespace lowbit {
 
-// GGUF weights prepared for ggml_qmatmul: the native blocks, one row after the other.
+// GGUF weights prepared for ggml_qmatmul: the native blocks, one row after the other, or
+// (interleave = 8, q4_0 / q4_K on x86 builds) the q4_0x8 / q4_Kx8 layout of ggml_repack.hpp,
+// stored instead.
 struct GgmlPackedWeights {
   QType format = QType::Q4_0;
   QType act_type = QType::Q8_0;  // vec_dot_type: what activations are quantized to
   i64 rows = 0, cols = 0;
   i64 row_bytes = 0;              // row_size(format, cols)
   i64 act_row_bytes = 0;          // row_size(act_type, cols)
-  std::vector<std::uint8_t> data; // [rows, row_bytes]
+  int interleave = 0;             // 0: data is [rows, row_bytes]; 8: data is q4_0x8 / q4_Kx8
+  std::vector<std::uint8_t> data;
 
-  const std::uint8_t* row(i64 r) const { return data.data() + r * row_bytes; }
+  // Row r's native blocks: in place, or unpacked into tmp (row_bytes) when interleaved.
+  const std::uint8_t* native_row(i64 r, std::uint8_t* tmp) const {
+    if (interleave == 0) return data.data() + r * row_bytes;
+    (format == QType::Q4_K ? unpack_q4_Kx8_row : unpack_q4_0x8_row)(data.data(), r, cols, tmp);
+    return tmp;
+  }
   i64 nbytes() const { return static_cast<i64>(data.size()); }
 };
 
@@ -72,6 +81,7 @@ struct GgmlDot {
 // Per-ISA kernel table (kernels/<isa>/ggml_vec_dot.cpp); scalar is the definition.
 struct GgmlDotKernels {
   GgmlDot q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K;
+  const GgmlRepackKernels* repack;  // kernels on the interleaved layouts; null: unpack rows
   const GgmlDot& dot(QType t) const;  // Unsupported for a type without a kernel
 };
 
