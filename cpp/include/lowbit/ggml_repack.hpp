@@ -72,11 +72,15 @@ struct GgmlQ8KAct {
 // out[j * 8 + r] = vec_dot_q4_K(row 8g+r, a[j]) for j < MR, r < 8.
 using GgmlQ4_Kx8Fn = void (*)(i64 nb, const std::uint8_t* group, const GgmlQ8KAct* a, float* out);
 
+using GgmlQ4_0x16Fn = void (*)(i64 nb, const std::uint8_t* group, i64 stride, const GgmlQ8Act* a, float* out);
+
 struct GgmlRepackKernels {
   GgmlQ4_0x8Fn q4_0x8_1;  // MR = 1
   GgmlQ4_0x8Fn q4_0x8_4;  // MR = 4
   GgmlQ4_Kx8Fn q4_Kx8_1;
   GgmlQ4_Kx8Fn q4_Kx8_4;
+  // prefill: groups g and g+1 (`stride` bytes apart) x 4 activation rows; out[(4h + j) * 8 + r]
+  GgmlQ4_0x16Fn q4_0x16_4;
 };
 
 namespace avx2 { extern const GgmlRepackKernels kGgmlRepackKernels; }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/ggml_blocks.hpp"
@@ -177,7 +178,7 @@ bool all_finite(const float* x, i64 n) {
 // kTileRows / 8 groups x bm rows of x) only orders the work. Act: GgmlQ8Act or GgmlQ8KAct.
 template <class Act, class Fn>
 void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes, const GgmlPackedWeights& w,
-            float* y, Fn one, Fn four) {
+            float* y, Fn one, Fn four, GgmlQ4_0x16Fn two) {
   const i64 N = w.rows;
   constexpr i64 kGroupsPerTile = kTileRows / kQ4_0x8Rows;
   const i64 groups = (N + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
@@ -186,8 +187,28 @@ void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes,
   parallel_for(n_bg * n_bm, [&](i64 t) {
     const i64 m0 = (t / n_bg) * bm, m1 = std::min(M, m0 + bm);
     const i64 g0 = (t % n_bg) * kGroupsPerTile, g1 = std::min(groups, g0 + kGroupsPerTile);
-    float o[4 * kQ4_0x8Rows];
-    for (i64 g = g0; g < g1; ++g) {
+    float o[8 * kQ4_0x8Rows];
+    i64 g = g0;
+    if constexpr (std::is_same_v<Act, GgmlQ8Act>) {  // prefill: pairs of groups x 4 rows of x
+      if (g1 - g0 == 2 && m1 - m0 >= 4 && two != nullptr) {
+        const std::uint8_t* wg = w.data.data() + g0 * gbytes;
+        const i64 r0 = g0 * kQ4_0x8Rows, nr = std::min<i64>(2 * kQ4_0x8Rows, N - r0);
+        i64 m = m0;
+        for (; m + 4 <= m1; m += 4) {
+          two(nb, wg, gbytes, act.data() + m, o);
+          for (int j = 0; j < 4; ++j)
+            for (i64 r = 0; r < nr; ++r) y[(m + j) * N + r0 + r] = o[(4 * (r / kQ4_0x8Rows) + j) * kQ4_0x8Rows + r % kQ4_0x8Rows];
+        }
+        for (; m < m1; ++m)
+          for (i64 gg = g0; gg < g1; ++gg) {
+            one(nb, w.data.data() + gg * gbytes, act.data() + m, o);
+            std::memcpy(y + m * N + gg * kQ4_0x8Rows, o,
+                        sizeof(float) * static_cast<std::size_t>(std::min<i64>(kQ4_0x8Rows, N - gg * kQ4_0x8Rows)));
+          }
+        return;
+      }
+    }
+    for (; g < g1; ++g) {
       const std::uint8_t* wg = w.data.data() + g * gbytes;
       const i64 r0 = g * kQ4_0x8Rows;
       const auto nr = static_cast<std::size_t>(std::min<i64>(kQ4_0x8Rows, N - r0));
@@ -225,7 +246,7 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
         }
       act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
     }
-    run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4);
+    run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4, nullptr);
     return;
   }
   const i64 nb = K / ggml::QK8_0;
@@ -244,7 +265,7 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
     }
     act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb};
   }
-  run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4);
+  run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4, rk.q4_0x16_4);
 }
 
 void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, float* y,

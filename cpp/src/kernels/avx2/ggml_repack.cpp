@@ -55,6 +55,50 @@ void q4_0x8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
+// Prefill: two groups (16 weight rows, `stride` bytes apart) x 4 activation rows, each
+// broadcast serving both groups; per output the same operations as q4_0x8.
+void q4_0x16_4(i64 nb, const std::uint8_t* g, i64 stride, const GgmlQ8Act* a, float* out) {
+  constexpr int MR = 4;
+  const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const ggml::block_q8_0* y[MR];
+  __m256 acc[2][MR];
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ggml::block_q8_0*>(a[j].blocks);
+    acc[0][j] = acc[1][j] = _mm256_setzero_ps();
+  }
+  for (i64 i = 0; i < nb; ++i, g += kQ4_0x8BlockBytes) {
+    __m256i s16[2][MR];
+    for (int j = 0; j < MR; ++j) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + 32 * c));
+      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + stride + 16 + 32 * c));
+      const __m256i la = _mm256_and_si256(qa, m4), lb = _mm256_and_si256(qb, m4);
+      for (int j = 0; j < MR; ++j) {
+        const __m256i b = bcast4(y[j][i].qs + 4 * c);
+        s16[0][j] = _mm256_add_epi16(s16[0][j], _mm256_maddubs_epi16(la, b));
+        s16[1][j] = _mm256_add_epi16(s16[1][j], _mm256_maddubs_epi16(lb, b));
+      }
+      const __m256i ha = _mm256_and_si256(_mm256_srli_epi16(qa, 4), m4);
+      const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+      for (int j = 0; j < MR; ++j) {
+        const __m256i b = bcast4(y[j][i].qs + 16 + 4 * c);
+        s16[0][j] = _mm256_add_epi16(s16[0][j], _mm256_maddubs_epi16(ha, b));
+        s16[1][j] = _mm256_add_epi16(s16[1][j], _mm256_maddubs_epi16(hb, b));
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + h * stride)));
+      for (int j = 0; j < MR; ++j) {
+        const __m256i si = _mm256_sub_epi32(_mm256_madd_epi16(s16[h][j], ones), _mm256_set1_epi32(8 * a[j].sum[i]));
+        const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i]));
+        acc[h][j] = _mm256_add_ps(acc[h][j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(si)));
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * (MR * h + j), acc[h][j]);
+}
+
 // q4_Kx8: per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the high ones
 // (2h+1) in two passes over the same 256 bytes (fewer live registers); each int16 sum adds 8
 // maddubs (<= 30480), then madd by the sub-block's scale in both int16 halves of a row's lane.
@@ -108,6 +152,6 @@ void q4_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
 
 }  // namespace
 
-const GgmlRepackKernels kGgmlRepackKernels = {q4_0x8<1>, q4_0x8<4>, q4_Kx8<1>, q4_Kx8<4>};
+const GgmlRepackKernels kGgmlRepackKernels = {q4_0x8<1>, q4_0x8<4>, q4_Kx8<1>, q4_Kx8<4>, q4_0x16_4};
 
 }  // namespace lowbit::avx2
