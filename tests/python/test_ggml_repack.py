@@ -1,7 +1,7 @@
 """The interleaved (repacked) GGUF kernel layouts (lowbit/ggml_repack.hpp) against the scalar
 vec_dot definition.
 
-q4_0 and q4_K weights are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
+q4_0, q4_K and q8_0 weights are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
 layout compute each output with the scalar definition's operations in its order, so they must
 match the scalar kernels bit for bit (NaN where it is NaN), on every shape: rows not a multiple
 of 8 (padded group), any number of activation rows (steps of 4, then 1), any thread count.
@@ -15,12 +15,12 @@ import lowbit as lb
 from lowbit import _core
 
 
-TYPES = ("q4_0", "q4_K")
-BLOCK = {"q4_0": 32, "q4_K": 256}
-GROUP_BYTES = {"q4_0": 144, "q4_K": 1184}  # per block of 8 interleaved rows
+TYPES = ("q4_0", "q4_K", "q8_0")
+BLOCK = {"q4_0": 32, "q4_K": 256, "q8_0": 32}
+GROUP_BYTES = {"q4_0": 144, "q4_K": 1184, "q8_0": 272}  # per block of 8 interleaved rows
 
 
-def q4_weights(t: str, out: int, inp: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+def weights(t: str, out: int, inp: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     W = (rng.standard_t(5, (out, inp)) * rng.uniform(0.01, 1.0, (out, 1)) * scale).astype(np.float32)
     if out > 2:
@@ -51,7 +51,7 @@ def test_layout_size_is_the_interleaved_groups(t):
     # 9 rows take a second (padded) group
     b = BLOCK[t]
     for out, inp in ((8, b), (9, 2 * b), (1, b)):
-        w = _core.prepare_ggml(t, q4_weights(t, out, inp), out, inp)
+        w = _core.prepare_ggml(t, weights(t, out, inp), out, inp)
         interleaved = -(-out // 8) * (inp // b) * GROUP_BYTES[t]
         if "avx2" in _core.supported_isas():
             assert w.nbytes == interleaved, (out, inp)
@@ -63,7 +63,7 @@ def test_layout_size_is_the_interleaved_groups(t):
 @pytest.mark.parametrize("out,nblk", [(1, 1), (7, 1), (8, 2), (9, 3), (17, 1), (33, 5)])
 def test_repacked_bit_identical_to_scalar(t, out, nblk):
     inp = nblk * BLOCK[t]
-    qw = q4_weights(t, out, inp, seed=out)
+    qw = weights(t, out, inp, seed=out)
     w = _core.prepare_ggml(t, qw, out, inp)
     for M in (1, 2, 3, 4, 5, 7, 8, 9, 33):
         x = acts(M, inp, seed=M)
@@ -82,7 +82,7 @@ def test_repacked_bit_identical_to_scalar(t, out, nblk):
 @pytest.mark.parametrize("t", TYPES)
 def test_prefill_512_rows_bit_identical_to_scalar(t):
     inp = 2 * BLOCK[t]
-    w = _core.prepare_ggml(t, q4_weights(t, 21, inp, seed=5), 21, inp)
+    w = _core.prepare_ggml(t, weights(t, 21, inp, seed=5), 21, inp)
     x = acts(512, inp, seed=6)
     ref = _core.ggml_qmatmul(x, w, "int8", "scalar")
     for isa in simd_isas():
@@ -92,10 +92,12 @@ def test_prefill_512_rows_bit_identical_to_scalar(t):
 @pytest.mark.parametrize("t", TYPES)
 def test_zeros_huge_inf_and_nan_match_scalar(t):
     out, inp = 11, 2 * BLOCK[t]
-    qw = q4_weights(t, out, inp, scale=3e4)  # block scales near fp16's top
+    qw = weights(t, out, inp, scale=3e4)  # block scales near fp16's top
     bb = _core.row_size(t, BLOCK[t])
     qw[4, 0:2] = np.frombuffer(np.float16(np.inf).tobytes(), np.uint8)  # a block scale of +inf
     qw[6, bb:bb + 2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN scale
+    if t == "q8_0":
+        qw[7, 2:34] = 0x80  # codes of -128 (never written by the quantizer, legal in a file)
     w = _core.prepare_ggml(t, qw, out, inp)
     x = acts(6, inp)
     x[0] = 0.0
@@ -111,7 +113,7 @@ def test_zeros_huge_inf_and_nan_match_scalar(t):
 
 @pytest.mark.parametrize("t", TYPES)
 def test_bit_identical_for_1_and_2_threads(t):
-    w = _core.prepare_ggml(t, q4_weights(t, 300, 512), 300, 512)
+    w = _core.prepare_ggml(t, weights(t, 300, 512), 300, 512)
     for M in (1, 9, 130):
         x = acts(M, 512)
         for act in ("int8", "float32"):

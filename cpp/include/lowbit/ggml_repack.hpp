@@ -26,6 +26,10 @@
 //               high nibbles the same of sub-block 2h+1.
 // The kernels compute sumi = sum_j sc_j dot_j and summ = sum_j m_j (bsums[2j] + bsums[2j+1])
 // in int32 (exact, as the scalar vec_dot_q4_K) and sumf += d*sumi - dmin*summ in its order.
+//
+// q8_0x8: groups of 8 rows likewise; per block 272 bytes (= 8 native blocks): [8 x fp16 d]
+// [8 chunks x 32 bytes], chunk byte 4r+t = row r's qs[4c+t]. Signed codes: maddubs(|w|,
+// sign(a, w)) (pair sums <= 2*128*127, exact), widened to int32 per chunk.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +53,12 @@ constexpr i64 kQ4_Kx8BlockBytes = 160 + 8 * 128;  // 1184
 i64 q4_Kx8_nbytes(i64 rows, i64 cols);
 void repack_q4_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
 void unpack_q4_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
+constexpr i64 kQ8_0x8BlockBytes = 8 * 2 + 8 * 32;  // 272
+
+i64 q8_0x8_nbytes(i64 rows, i64 cols);
+void repack_q8_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q8_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
 
 // One row of activations quantized to Q8_0 blocks, with each block's scale as float and its
 // code sum (for the folded offset).
@@ -81,6 +91,8 @@ struct GgmlRepackKernels {
   GgmlQ4_Kx8Fn q4_Kx8_4;
   // prefill: groups g and g+1 (`stride` bytes apart) x 4 activation rows; out[(4h + j) * 8 + r]
   GgmlQ4_0x16Fn q4_0x16_4;
+  GgmlQ4_0x8Fn q8_0x8_1;  // q8_0x8 against Q8_0 activations (their sums unused)
+  GgmlQ4_0x8Fn q8_0x8_4;
 };
 
 namespace avx2 { extern const GgmlRepackKernels kGgmlRepackKernels; }

@@ -84,11 +84,13 @@ std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* dat
   P->row_bytes = row_size(t, cols);
   P->act_row_bytes = row_size(at, cols);
 #ifdef LOWBIT_HAVE_X86_KERNELS
-  if (t == QType::Q4_0 || t == QType::Q4_K) {  // the AVX2/AVX-512 kernels read the interleaved layout
-    const bool k = t == QType::Q4_K;
+  if (t == QType::Q4_0 || t == QType::Q4_K || t == QType::Q8_0) {  // the AVX2/AVX-512 kernels read these
     P->interleave = kQ4_0x8Rows;
-    P->data.resize(static_cast<std::size_t>(k ? q4_Kx8_nbytes(rows, cols) : q4_0x8_nbytes(rows, cols)));
-    (k ? repack_q4_Kx8 : repack_q4_0x8)(data, rows, cols, P->data.data());
+    const i64 n = t == QType::Q4_K ? q4_Kx8_nbytes(rows, cols) : t == QType::Q8_0 ? q8_0x8_nbytes(rows, cols)
+                                                                                  : q4_0x8_nbytes(rows, cols);
+    P->data.resize(static_cast<std::size_t>(n));
+    (t == QType::Q4_K ? repack_q4_Kx8 : t == QType::Q8_0 ? repack_q8_0x8 : repack_q4_0x8)(data, rows, cols,
+                                                                                          P->data.data());
     return P;
   }
 #endif
@@ -265,7 +267,8 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
     }
     act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb};
   }
-  run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4, rk.q4_0x16_4);
+  if (w.format == QType::Q8_0) run_x8(act, M, bm, nb, kQ8_0x8BlockBytes, w, y, rk.q8_0x8_1, rk.q8_0x8_4, nullptr);
+  else run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4, rk.q4_0x16_4);
 }
 
 void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, float* y,

@@ -38,6 +38,37 @@ void unpack_q4_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t
   }
 }
 
+// ---- q8_0
+i64 q8_0x8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK8_0) * kQ8_0x8BlockBytes;
+}
+
+void repack_q8_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q8_0;
+  const i64 nb = cols / ggml::QK8_0, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q8_0x8_nbytes(rows, cols)));
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q8_0*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ8_0x8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        for (int c = 0; c < 8; ++c) std::memcpy(blk + 16 + 32 * c + 4 * r, src[i].qs + 4 * c, 4);
+      }
+    }
+}
+
+void unpack_q8_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q8_0;
+  const i64 nb = cols / ggml::QK8_0, g = r / kQ4_0x8Rows, rr = r % kQ4_0x8Rows;
+  auto* out = reinterpret_cast<block_q8_0*>(native_row);
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ8_0x8BlockBytes;
+    std::memcpy(&out[i].d, blk + 2 * rr, 2);
+    for (int c = 0; c < 8; ++c) std::memcpy(out[i].qs + 4 * c, blk + 16 + 32 * c + 4 * rr, 4);
+  }
+}
+
 // ---- q4_K
 namespace {
 

@@ -99,6 +99,42 @@ void q4_0x16_4(i64 nb, const std::uint8_t* g, i64 stride, const GgmlQ8Act* a, fl
     for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * (MR * h + j), acc[h][j]);
 }
 
+// q8_0x8: per chunk |w| against the broadcast activation bytes carrying w's sign; each
+// maddubs widened to int32 at once (two of them could exceed int16).
+template <int MR>
+void q8_0x8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const ggml::block_q8_0* y[MR];
+  __m256 acc[MR];
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ggml::block_q8_0*>(a[j].blocks);
+    acc[j] = _mm256_setzero_ps();
+  }
+  for (i64 i = 0; i < nb; ++i, g += kQ8_0x8BlockBytes) {
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 64, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 128, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 192, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 256, _MM_HINT_T0);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    __m256i si[MR];
+    for (int j = 0; j < MR; ++j) si[j] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + 32 * c));
+      const __m256i wu = _mm256_sign_epi8(w, w);
+      for (int j = 0; j < MR; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(wu, _mm256_sign_epi8(bcast4(y[j][i].qs + 4 * c), w));
+        si[j] = _mm256_add_epi32(si[j], _mm256_madd_epi16(p, ones));
+      }
+    }
+    for (int j = 0; j < MR; ++j) {
+      const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i]));
+      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(si[j])));
+    }
+  }
+  for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
 // q4_Kx8: per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the high ones
 // (2h+1) in two passes over the same 256 bytes (fewer live registers); each int16 sum adds 8
 // maddubs (<= 30480), then madd by the sub-block's scale in both int16 halves of a row's lane.
@@ -152,6 +188,7 @@ void q4_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
 
 }  // namespace
 
-const GgmlRepackKernels kGgmlRepackKernels = {q4_0x8<1>, q4_0x8<4>, q4_Kx8<1>, q4_Kx8<4>, q4_0x16_4};
+const GgmlRepackKernels kGgmlRepackKernels = {q4_0x8<1>, q4_0x8<4>, q4_Kx8<1>, q4_Kx8<4>, q4_0x16_4,
+                                             q8_0x8<1>, q8_0x8<4>};
 
 }  // namespace lowbit::avx2
