@@ -1,7 +1,7 @@
 """The interleaved (repacked) GGUF kernel layouts (lowbit/ggml_repack.hpp) against the scalar
 vec_dot definition.
 
-q4_0, q4_K and q8_0 weights are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
+q4_0, q4_K, q8_0 and q6_K weights are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
 layout compute each output with the scalar definition's operations in its order, so they must
 match the scalar kernels bit for bit (NaN where it is NaN), on every shape: rows not a multiple
 of 8 (padded group), any number of activation rows (steps of 4, then 1), any thread count.
@@ -15,9 +15,9 @@ import lowbit as lb
 from lowbit import _core
 
 
-TYPES = ("q4_0", "q4_K", "q8_0")
-BLOCK = {"q4_0": 32, "q4_K": 256, "q8_0": 32}
-GROUP_BYTES = {"q4_0": 144, "q4_K": 1184, "q8_0": 272}  # per block of 8 interleaved rows
+TYPES = ("q4_0", "q4_K", "q8_0", "q6_K")
+BLOCK = {"q4_0": 32, "q4_K": 256, "q8_0": 32, "q6_K": 256}
+GROUP_BYTES = {"q4_0": 144, "q4_K": 1184, "q8_0": 272, "q6_K": 1680}  # per block of 8 interleaved rows
 
 
 def weights(t: str, out: int, inp: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
@@ -94,8 +94,9 @@ def test_zeros_huge_inf_and_nan_match_scalar(t):
     out, inp = 11, 2 * BLOCK[t]
     qw = weights(t, out, inp, scale=3e4)  # block scales near fp16's top
     bb = _core.row_size(t, BLOCK[t])
-    qw[4, 0:2] = np.frombuffer(np.float16(np.inf).tobytes(), np.uint8)  # a block scale of +inf
-    qw[6, bb:bb + 2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN scale
+    d = 208 if t == "q6_K" else 0  # where the fp16 super-block scale d sits in a block
+    qw[4, d:d + 2] = np.frombuffer(np.float16(np.inf).tobytes(), np.uint8)  # a block scale of +inf
+    qw[6, bb + d:bb + d + 2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN scale
     if t == "q8_0":
         qw[7, 2:34] = 0x80  # codes of -128 (never written by the quantizer, legal in a file)
     w = _core.prepare_ggml(t, qw, out, inp)

@@ -36,7 +36,7 @@
 namespace lowbit {
 
 // GGUF weights prepared for ggml_qmatmul: the native blocks, one row after the other, or
-// (interleave = 8, q4_0 / q4_K / q8_0 on x86 builds) the q4_0x8 / q4_Kx8 / q8_0x8 layout of ggml_repack.hpp,
+// (interleave = 8, q4_0 / q4_K / q8_0 / q6_K on x86 builds) the <type>x8 layout of ggml_repack.hpp,
 // stored instead.
 struct GgmlPackedWeights {
   QType format = QType::Q4_0;
@@ -44,13 +44,14 @@ struct GgmlPackedWeights {
   i64 rows = 0, cols = 0;
   i64 row_bytes = 0;              // row_size(format, cols)
   i64 act_row_bytes = 0;          // row_size(act_type, cols)
-  int interleave = 0;             // 0: data is [rows, row_bytes]; 8: data is q4_0x8 / q4_Kx8 / q8_0x8
+  int interleave = 0;             // 0: data is [rows, row_bytes]; 8: data is <type>x8
   std::vector<std::uint8_t> data;
 
   // Row r's native blocks: in place, or unpacked into tmp (row_bytes) when interleaved.
   const std::uint8_t* native_row(i64 r, std::uint8_t* tmp) const {
     if (interleave == 0) return data.data() + r * row_bytes;
     (format == QType::Q4_K   ? unpack_q4_Kx8_row
+     : format == QType::Q6_K ? unpack_q6_Kx8_row
      : format == QType::Q8_0 ? unpack_q8_0x8_row
                              : unpack_q4_0x8_row)(data.data(), r, cols, tmp);
     return tmp;

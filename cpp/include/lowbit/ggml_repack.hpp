@@ -30,6 +30,15 @@
 // q8_0x8: groups of 8 rows likewise; per block 272 bytes (= 8 native blocks): [8 x fp16 d]
 // [8 chunks x 32 bytes], chunk byte 4r+t = row r's qs[4c+t]. Signed codes: maddubs(|w|,
 // sign(a, w)) (pair sums <= 2*128*127, exact), widened to int32 per chunk.
+//
+// q6_Kx8: groups of 8 rows; per super-block 1680 bytes (= 8 native blocks):
+//   [0, 16)    8 x fp16 d
+//   [16, 144)  byte 16 + 16p + 2r + e = scale (int8) of 16-element sub-block 2p+e of row r
+//   [144, ...) per 32 elements q (8 x 192 bytes): 4 chunks c of 32 bytes, byte 4r+t: low nibble
+//              = low 4 bits of the unsigned 6-bit code u (= value + 32) of element 32q+4c+t, high
+//              nibble that of element 32q+16+4c+t; then 2 chunks e of 32 bytes whose byte 4r+t
+//              holds in bits 2k, 2k+1 (k = 2(c - 2e) + nibble) the top 2 bits of those codes.
+// The -32 folds through the bsums: sum_l (u_l - 32) a_l = sum_l u_l a_l - 32 bsum (int32, exact).
 #pragma once
 
 #include <cstdint>
@@ -59,6 +68,12 @@ constexpr i64 kQ8_0x8BlockBytes = 8 * 2 + 8 * 32;  // 272
 i64 q8_0x8_nbytes(i64 rows, i64 cols);
 void repack_q8_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
 void unpack_q8_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
+constexpr i64 kQ6_Kx8BlockBytes = 16 + 128 + 8 * 192;  // 1680
+
+i64 q6_Kx8_nbytes(i64 rows, i64 cols);
+void repack_q6_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q6_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
 
 // One row of activations quantized to Q8_0 blocks, with each block's scale as float and its
 // code sum (for the folded offset).
@@ -93,6 +108,8 @@ struct GgmlRepackKernels {
   GgmlQ4_0x16Fn q4_0x16_4;
   GgmlQ4_0x8Fn q8_0x8_1;  // q8_0x8 against Q8_0 activations (their sums unused)
   GgmlQ4_0x8Fn q8_0x8_4;
+  GgmlQ4_Kx8Fn q6_Kx8_1;  // pairs: 8 per super-block, (bsums[2p] & 0xffff) | bsums[2p+1] << 16
+  GgmlQ4_Kx8Fn q6_Kx8_4;
 };
 
 namespace avx2 { extern const GgmlRepackKernels kGgmlRepackKernels; }

@@ -84,13 +84,21 @@ std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* dat
   P->row_bytes = row_size(t, cols);
   P->act_row_bytes = row_size(at, cols);
 #ifdef LOWBIT_HAVE_X86_KERNELS
-  if (t == QType::Q4_0 || t == QType::Q4_K || t == QType::Q8_0) {  // the AVX2/AVX-512 kernels read these
+  // the AVX2/AVX-512 kernels read these interleaved (ggml_repack.hpp)
+  using Repack = void (*)(const std::uint8_t*, i64, i64, std::uint8_t*);
+  i64 (*nbytes)(i64, i64) = nullptr;
+  Repack repack = nullptr;
+  switch (t) {
+    case QType::Q4_0: nbytes = q4_0x8_nbytes, repack = repack_q4_0x8; break;
+    case QType::Q4_K: nbytes = q4_Kx8_nbytes, repack = repack_q4_Kx8; break;
+    case QType::Q8_0: nbytes = q8_0x8_nbytes, repack = repack_q8_0x8; break;
+    case QType::Q6_K: nbytes = q6_Kx8_nbytes, repack = repack_q6_Kx8; break;
+    default: break;
+  }
+  if (repack != nullptr) {
     P->interleave = kQ4_0x8Rows;
-    const i64 n = t == QType::Q4_K ? q4_Kx8_nbytes(rows, cols) : t == QType::Q8_0 ? q8_0x8_nbytes(rows, cols)
-                                                                                  : q4_0x8_nbytes(rows, cols);
-    P->data.resize(static_cast<std::size_t>(n));
-    (t == QType::Q4_K ? repack_q4_Kx8 : t == QType::Q8_0 ? repack_q8_0x8 : repack_q4_0x8)(data, rows, cols,
-                                                                                          P->data.data());
+    P->data.resize(static_cast<std::size_t>(nbytes(rows, cols)));
+    repack(data, rows, cols, P->data.data());
     return P;
   }
 #endif
@@ -232,6 +240,25 @@ void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes,
 void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeights& w, float* y,
                      const GgmlRepackKernels& rk) {
   const i64 K = w.cols, ab = w.act_row_bytes;
+  if (w.format == QType::Q6_K) {  // raw bsums in pairs
+    const i64 nb = K / ggml::QK_K;
+    thread_local std::vector<std::int32_t> pbuf;
+    std::int32_t* pairs = grow(pbuf, M * nb * 8);
+    std::vector<GgmlQ8KAct> act(static_cast<std::size_t>(M));
+    for (i64 m = 0; m < M; ++m) {
+      const auto* blk = reinterpret_cast<const ggml::block_q8_K*>(qa + m * ab);
+      std::int32_t* pm = pairs + m * nb * 8;
+      for (i64 i = 0; i < nb; ++i)
+        for (int p = 0; p < 8; ++p) {
+          const auto lo = static_cast<std::uint16_t>(blk[i].bsums[2 * p]);
+          const auto hi = static_cast<std::uint16_t>(blk[i].bsums[2 * p + 1]);
+          pm[8 * i + p] = static_cast<std::int32_t>(static_cast<std::uint32_t>(lo) | (static_cast<std::uint32_t>(hi) << 16));
+        }
+      act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
+    }
+    run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
+    return;
+  }
   if (w.format == QType::Q4_K) {
     const i64 nb = K / ggml::QK_K;
     thread_local std::vector<std::int32_t> pbuf;

@@ -69,6 +69,90 @@ void unpack_q8_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t
   }
 }
 
+// ---- q6_K
+namespace {
+
+// Native q6_K block <-> its 256 unsigned 6-bit codes in element order (ggml's dequantize order).
+void q6_K_codes(const ggml::block_q6_K& b, std::uint8_t u[ggml::QK_K]) {
+  for (int hf = 0; hf < 2; ++hf)
+    for (int l = 0; l < 32; ++l) {
+      const std::uint8_t* ql = b.ql + 64 * hf;
+      const std::uint8_t qh = b.qh[32 * hf + l];
+      std::uint8_t* o = u + 128 * hf;
+      o[l] = static_cast<std::uint8_t>((ql[l] & 0xf) | ((qh & 3) << 4));
+      o[l + 32] = static_cast<std::uint8_t>((ql[l + 32] & 0xf) | (((qh >> 2) & 3) << 4));
+      o[l + 64] = static_cast<std::uint8_t>((ql[l] >> 4) | (((qh >> 4) & 3) << 4));
+      o[l + 96] = static_cast<std::uint8_t>((ql[l + 32] >> 4) | (((qh >> 6) & 3) << 4));
+    }
+}
+
+void q6_K_from_codes(const std::uint8_t u[ggml::QK_K], ggml::block_q6_K& b) {
+  for (int hf = 0; hf < 2; ++hf)
+    for (int l = 0; l < 32; ++l) {
+      const std::uint8_t* o = u + 128 * hf;
+      b.ql[64 * hf + l] = static_cast<std::uint8_t>((o[l] & 0xf) | ((o[l + 64] & 0xf) << 4));
+      b.ql[64 * hf + l + 32] = static_cast<std::uint8_t>((o[l + 32] & 0xf) | ((o[l + 96] & 0xf) << 4));
+      b.qh[32 * hf + l] = static_cast<std::uint8_t>((o[l] >> 4) | ((o[l + 32] >> 4) << 2) | ((o[l + 64] >> 4) << 4) |
+                                                    ((o[l + 96] >> 4) << 6));
+    }
+}
+
+// Where element e (0..255) of row r lives in a q6_Kx8 super-block: nibble byte/shift, top-bits byte/shift.
+struct Q6Pos {
+  int nib_byte, nib_shift, hi_byte, hi_shift;
+};
+Q6Pos q6_pos(int e, int r) {
+  const int q = e / 32, w = e % 32, nib = w / 16, c = (w % 16) / 4, t = w % 4;
+  const int base = 144 + 192 * q;
+  return {base + 32 * c + 4 * r + t, 4 * nib, base + 128 + 32 * (c / 2) + 4 * r + t, 2 * (2 * (c % 2) + nib)};
+}
+
+}  // namespace
+
+i64 q6_Kx8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK_K) * kQ6_Kx8BlockBytes;
+}
+
+void repack_q6_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q6_K;
+  const i64 nb = cols / ggml::QK_K, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q6_Kx8_nbytes(rows, cols)));
+  std::uint8_t u[ggml::QK_K];
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q6_K*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ6_Kx8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        for (int j = 0; j < 16; ++j) std::memcpy(blk + 16 + 16 * (j / 2) + 2 * r + (j & 1), &src[i].scales[j], 1);
+        q6_K_codes(src[i], u);
+        for (int e = 0; e < ggml::QK_K; ++e) {
+          const Q6Pos p = q6_pos(e, r);
+          blk[p.nib_byte] = static_cast<std::uint8_t>(blk[p.nib_byte] | ((u[e] & 0xf) << p.nib_shift));
+          blk[p.hi_byte] = static_cast<std::uint8_t>(blk[p.hi_byte] | ((u[e] >> 4) << p.hi_shift));
+        }
+      }
+    }
+}
+
+void unpack_q6_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q6_K;
+  const i64 nb = cols / ggml::QK_K, g = r / kQ4_0x8Rows;
+  const int rr = static_cast<int>(r % kQ4_0x8Rows);
+  auto* out = reinterpret_cast<block_q6_K*>(native_row);
+  std::uint8_t u[ggml::QK_K];
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ6_Kx8BlockBytes;
+    std::memcpy(&out[i].d, blk + 2 * rr, 2);
+    for (int j = 0; j < 16; ++j) std::memcpy(&out[i].scales[j], blk + 16 + 16 * (j / 2) + 2 * rr + (j & 1), 1);
+    for (int e = 0; e < ggml::QK_K; ++e) {
+      const Q6Pos p = q6_pos(e, rr);
+      u[e] = static_cast<std::uint8_t>(((blk[p.nib_byte] >> p.nib_shift) & 0xf) | (((blk[p.hi_byte] >> p.hi_shift) & 3) << 4));
+    }
+    q6_K_from_codes(u, out[i]);
+  }
+}
+
 // ---- q4_K
 namespace {
 

@@ -135,6 +135,64 @@ void q8_0x8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
+// q6_Kx8: the unsigned 6-bit codes (nibble | top 2 bits << 4) of 4 chunks per 16-element
+// sub-block; two maddubs (<= 2 * 2*63*127 = 32004) per int16 sum, then madd by the sub-block's
+// scale (int8) in both halves of each row's lane. The -32 offset: 32 * sum_j sc_j bsum_j.
+template <int MR>
+void q6_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+  const __m256i even = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,
+                                        0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+  const __m256i odd = _mm256_add_epi8(even, _mm256_set1_epi8(2));
+  const ggml::block_q8_K* y[MR];
+  __m256 acc[MR];
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ggml::block_q8_K*>(a[j].blocks);
+    acc[j] = _mm256_setzero_ps();
+  }
+  for (i64 i = 0; i < nb; ++i, g += kQ6_Kx8BlockBytes) {
+    __m256i isum[MR];
+    for (int j = 0; j < MR; ++j) isum[j] = _mm256_setzero_si256();
+    for (int q = 0; q < 8; ++q) {
+      const std::uint8_t* b = g + 144 + 192 * q;
+      _mm_prefetch(reinterpret_cast<const char*>(b) + 2 * kQ6_Kx8BlockBytes, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b) + 2 * kQ6_Kx8BlockBytes + 64, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b) + 2 * kQ6_Kx8BlockBytes + 128, _MM_HINT_T0);
+      const __m256i S = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16 + 16 * q)));
+      for (int j = 0; j < MR; ++j)  // - 32 * (sc_2q bsum_2q + sc_2q+1 bsum_2q+1)
+        isum[j] = _mm256_sub_epi32(isum[j],
+                                   _mm256_slli_epi32(_mm256_madd_epi16(S, _mm256_set1_epi32(a[j].pairs[8 * i + q])), 5));
+      const __m256i h0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128));
+      const __m256i h1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 160));
+      for (int nib = 0; nib < 2; ++nib) {
+        const __m256i sc = _mm256_shuffle_epi8(S, nib ? odd : even);
+        __m256i w[4];
+        for (int c = 0; c < 4; ++c) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * c));
+          const __m256i lo = _mm256_and_si256(nib ? _mm256_srli_epi16(v, 4) : v, m4);
+          const __m256i h = c < 2 ? h0 : h1;
+          const int k = 2 * (c % 2) + nib;  // top bits at 2k -> 4
+          const __m256i hs = k == 0 ? _mm256_slli_epi16(h, 4) : k == 1 ? _mm256_slli_epi16(h, 2)
+                             : k == 2 ? h : _mm256_srli_epi16(h, 2);
+          w[c] = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
+        }
+        for (int j = 0; j < MR; ++j) {
+          const std::int8_t* qa = y[j][i].qs + 32 * q + 16 * nib;
+          const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(w[0], bcast4(qa)), _mm256_maddubs_epi16(w[1], bcast4(qa + 4)));
+          const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(w[2], bcast4(qa + 8)), _mm256_maddubs_epi16(w[3], bcast4(qa + 12)));
+          isum[j] = _mm256_add_epi32(isum[j], _mm256_add_epi32(_mm256_madd_epi16(s01, sc), _mm256_madd_epi16(s23, sc)));
+        }
+      }
+    }
+    const __m256 xd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    for (int j = 0; j < MR; ++j) {
+      const __m256 d = _mm256_mul_ps(xd, _mm256_set1_ps(y[j][i].d));
+      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[j])));
+    }
+  }
+  for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
 // q4_Kx8: per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the high ones
 // (2h+1) in two passes over the same 256 bytes (fewer live registers); each int16 sum adds 8
 // maddubs (<= 30480), then madd by the sub-block's scale in both int16 halves of a row's lane.
@@ -189,6 +247,6 @@ void q4_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
 }  // namespace
 
 const GgmlRepackKernels kGgmlRepackKernels = {q4_0x8<1>, q4_0x8<4>, q4_Kx8<1>, q4_Kx8<4>, q4_0x16_4,
-                                             q8_0x8<1>, q8_0x8<4>};
+                                             q8_0x8<1>, q8_0x8<4>, q6_Kx8<1>, q6_Kx8<4>};
 
 }  // namespace lowbit::avx2
