@@ -1,7 +1,7 @@
 """The interleaved (repacked) GGUF kernel layouts (lowbit/ggml_repack.hpp) against the scalar
 vec_dot definition.
 
-q4_0, q4_K, q8_0 and q6_K weights are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
+q4_0, iq4_nl, q4_K, q8_0 and q6_K weights are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
 layout compute each output with the scalar definition's operations in its order, so they must
 match the scalar kernels bit for bit (NaN where it is NaN), on every shape: rows not a multiple
 of 8 (padded group), any number of activation rows (steps of 4, then 1), any thread count.
@@ -15,9 +15,9 @@ import lowbit as lb
 from lowbit import _core
 
 
-TYPES = ("q4_0", "q4_K", "q8_0", "q6_K")
-BLOCK = {"q4_0": 32, "q4_K": 256, "q8_0": 32, "q6_K": 256}
-GROUP_BYTES = {"q4_0": 144, "q4_K": 1184, "q8_0": 272, "q6_K": 1680}  # per block of 8 interleaved rows
+TYPES = ("q4_0", "iq4_nl", "q4_K", "q8_0", "q6_K")
+BLOCK = {"q4_0": 32, "iq4_nl": 32, "q4_K": 256, "q8_0": 32, "q6_K": 256}
+GROUP_BYTES = {"q4_0": 144, "iq4_nl": 144, "q4_K": 1184, "q8_0": 272, "q6_K": 1680}  # per block of 8 interleaved rows
 
 
 def weights(t: str, out: int, inp: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:

@@ -16,6 +16,8 @@
 //   sumf += (d_w * d_a) * float(sumi), block after block,
 // so with -ffp-contract=off they are bit-identical to the definition.
 //
+// iq4_nl blocks have q4_0's bytes (fp16 d, 16 nibble bytes): iq4_nlx8 is the q4_0x8 layout.
+//
 // q4_Kx8: groups of 8 rows likewise (last padded: d = dmin = 0); per super-block i of group g
 // 1184 bytes (native: 8 x 144 = 1152):
 //   [0, 16)     8 x fp16 d          [16, 32)  8 x fp16 dmin
@@ -110,6 +112,8 @@ struct GgmlRepackKernels {
   GgmlQ4_0x8Fn q8_0x8_4;
   GgmlQ4_Kx8Fn q6_Kx8_1;  // pairs: 8 per super-block, (bsums[2p] & 0xffff) | bsums[2p+1] << 16
   GgmlQ4_Kx8Fn q6_Kx8_4;
+  GgmlQ4_0x8Fn iq4_nlx8_1;  // iq4_nl in the q4_0x8 layout (same block bytes)
+  GgmlQ4_0x8Fn iq4_nlx8_4;
 };
 
 namespace avx2 { extern const GgmlRepackKernels kGgmlRepackKernels; }

@@ -89,7 +89,7 @@ std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* dat
   i64 (*nbytes)(i64, i64) = nullptr;
   Repack repack = nullptr;
   switch (t) {
-    case QType::Q4_0: nbytes = q4_0x8_nbytes, repack = repack_q4_0x8; break;
+    case QType::Q4_0: case QType::IQ4_NL: nbytes = q4_0x8_nbytes, repack = repack_q4_0x8; break;
     case QType::Q4_K: nbytes = q4_Kx8_nbytes, repack = repack_q4_Kx8; break;
     case QType::Q8_0: nbytes = q8_0x8_nbytes, repack = repack_q8_0x8; break;
     case QType::Q6_K: nbytes = q6_Kx8_nbytes, repack = repack_q6_Kx8; break;
@@ -295,6 +295,8 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
     act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb};
   }
   if (w.format == QType::Q8_0) run_x8(act, M, bm, nb, kQ8_0x8BlockBytes, w, y, rk.q8_0x8_1, rk.q8_0x8_4, nullptr);
+  else if (w.format == QType::IQ4_NL)
+    run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.iq4_nlx8_1, rk.iq4_nlx8_4, nullptr);
   else run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4, rk.q4_0x16_4);
 }
 

@@ -193,6 +193,46 @@ void q6_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
+// iq4_nlx8 (the q4_0x8 layout; codes index ggml's non-linear table): each nibble register
+// looked up (pshufb) into signed values, then as q8_0x8: |w| against sign(a, w), pair sums
+// <= 2*127*127, widened to int32 per register.
+template <int MR>
+void iq4_nlx8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::kvalues_iq4nl));
+  const __m256i table = _mm256_inserti128_si256(_mm256_castsi128_si256(t), t, 1);
+  const ggml::block_q8_0* y[MR];
+  __m256 acc[MR];
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ggml::block_q8_0*>(a[j].blocks);
+    acc[j] = _mm256_setzero_ps();
+  }
+  for (i64 i = 0; i < nb; ++i, g += kQ4_0x8BlockBytes) {
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes + 64, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes + 128, _MM_HINT_T0);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    __m256i si[MR];
+    for (int j = 0; j < MR; ++j) si[j] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + 32 * c));
+      for (int nib = 0; nib < 2; ++nib) {
+        const __m256i w = _mm256_shuffle_epi8(table, _mm256_and_si256(nib ? _mm256_srli_epi16(q, 4) : q, m4));
+        const __m256i wu = _mm256_sign_epi8(w, w);
+        for (int j = 0; j < MR; ++j) {
+          const __m256i b = _mm256_sign_epi8(bcast4(y[j][i].qs + 16 * nib + 4 * c), w);
+          si[j] = _mm256_add_epi32(si[j], _mm256_madd_epi16(_mm256_maddubs_epi16(wu, b), ones));
+        }
+      }
+    }
+    for (int j = 0; j < MR; ++j) {
+      const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i]));
+      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(si[j])));
+    }
+  }
+  for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
 // q4_Kx8: per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the high ones
 // (2h+1) in two passes over the same 256 bytes (fewer live registers); each int16 sum adds 8
 // maddubs (<= 30480), then madd by the sub-block's scale in both int16 halves of a row's lane.
@@ -247,6 +287,7 @@ void q4_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
 }  // namespace
 
 const GgmlRepackKernels kGgmlRepackKernels = {q4_0x8<1>, q4_0x8<4>, q4_Kx8<1>, q4_Kx8<4>, q4_0x16_4,
-                                             q8_0x8<1>, q8_0x8<4>, q6_Kx8<1>, q6_Kx8<4>};
+                                             q8_0x8<1>, q8_0x8<4>, q6_Kx8<1>, q6_Kx8<4>,
+                                             iq4_nlx8<1>, iq4_nlx8<4>};
 
 }  // namespace lowbit::avx2
