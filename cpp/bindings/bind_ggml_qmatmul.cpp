@@ -26,7 +26,9 @@ QType ggml_format(const std::string& name) {
 
 void register_ggml_qmatmul(py::module_& m) {
   py::class_<GgmlPackedWeights, std::shared_ptr<GgmlPackedWeights>>(m, "GgmlPackedWeights", R"doc(
-GGUF block weights prepared once for ggml_qmatmul: ggml's native blocks, rows contiguous.
+GGUF block weights prepared once for ggml_qmatmul: ggml's native blocks, rows contiguous
+(q4_0 iq4_nl q4_K q8_0 q6_K on x86: interleaved in groups of 8 rows for the SIMD kernels,
+lowbit/ggml_repack.hpp).
 Immutable; made by prepare_ggml.)doc")
       .def_property_readonly("format", [](const GgmlPackedWeights& w) { return std::string(traits(w.format).name); })
       .def_property_readonly("act_type", [](const GgmlPackedWeights& w) { return std::string(traits(w.act_type).name); },

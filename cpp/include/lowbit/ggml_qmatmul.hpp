@@ -1,7 +1,9 @@
 // Quantized matmul for GGUF block formats, as llama.cpp's CPU mul_mat computes it.
 //
 // Weights keep ggml's native block bytes (ggml_blocks.hpp): prepare_ggml copies them once
-// into an owned, immutable GgmlPackedWeights. Per call, each row of activations is quantized
+// into an owned, immutable GgmlPackedWeights; on x86 builds q4_0, iq4_nl, q4_K, q8_0 and q6_K
+// are stored instead in 8-row interleaved layouts (ggml_repack.hpp) that the AVX2 kernels
+// stream in one pass, bit-identical to the scalar vec_dot (the other paths unpack rows). Per call, each row of activations is quantized
 // to the weight type's vec_dot_type, exactly as ggml's CPU from_float for that type on x86:
 //   Q8_0 for q4_0 / q5_0 / q8_0 / iq4_nl,  Q8_1 for q4_1 / q5_1,  Q8_K for q2_K .. q6_K.
 //   Q8_0/Q8_1 (ggml-cpu x86 quantize_row_q8_0/_1): amax = max|x| over 32, d = amax/127 stored
@@ -30,20 +32,32 @@
 
 #include "lowbit/common.hpp"
 #include "lowbit/format_table.hpp"
+#include "lowbit/ggml_repack.hpp"
 #include "lowbit/qmatmul.hpp"
 
 namespace lowbit {
 
-// GGUF weights prepared for ggml_qmatmul: the native blocks, one row after the other.
+// GGUF weights prepared for ggml_qmatmul: the native blocks, one row after the other, or
+// (interleave = 8, q4_0 / iq4_nl / q4_K / q8_0 / q6_K on x86 builds) the <type>x8 layout of ggml_repack.hpp,
+// stored instead.
 struct GgmlPackedWeights {
   QType format = QType::Q4_0;
   QType act_type = QType::Q8_0;  // vec_dot_type: what activations are quantized to
   i64 rows = 0, cols = 0;
   i64 row_bytes = 0;              // row_size(format, cols)
   i64 act_row_bytes = 0;          // row_size(act_type, cols)
-  std::vector<std::uint8_t> data; // [rows, row_bytes]
+  int interleave = 0;             // 0: data is [rows, row_bytes]; 8: data is <type>x8
+  std::vector<std::uint8_t> data;
 
-  const std::uint8_t* row(i64 r) const { return data.data() + r * row_bytes; }
+  // Row r's native blocks: in place, or unpacked into tmp (row_bytes) when interleaved.
+  const std::uint8_t* native_row(i64 r, std::uint8_t* tmp) const {
+    if (interleave == 0) return data.data() + r * row_bytes;
+    (format == QType::Q4_K   ? unpack_q4_Kx8_row
+     : format == QType::Q6_K ? unpack_q6_Kx8_row
+     : format == QType::Q8_0 ? unpack_q8_0x8_row
+                             : unpack_q4_0x8_row)(data.data(), r, cols, tmp);
+    return tmp;
+  }
   i64 nbytes() const { return static_cast<i64>(data.size()); }
 };
 
@@ -72,6 +86,7 @@ struct GgmlDot {
 // Per-ISA kernel table (kernels/<isa>/ggml_vec_dot.cpp); scalar is the definition.
 struct GgmlDotKernels {
   GgmlDot q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K;
+  const GgmlRepackKernels* repack;  // kernels on the interleaved layouts; null: unpack rows
   const GgmlDot& dot(QType t) const;  // Unsupported for a type without a kernel
 };
 

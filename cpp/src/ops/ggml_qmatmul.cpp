@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/ggml_blocks.hpp"
@@ -82,6 +83,25 @@ std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* dat
   P->cols = cols;
   P->row_bytes = row_size(t, cols);
   P->act_row_bytes = row_size(at, cols);
+#ifdef LOWBIT_HAVE_X86_KERNELS
+  // the AVX2/AVX-512 kernels read these interleaved (ggml_repack.hpp)
+  using Repack = void (*)(const std::uint8_t*, i64, i64, std::uint8_t*);
+  i64 (*nbytes)(i64, i64) = nullptr;
+  Repack repack = nullptr;
+  switch (t) {
+    case QType::Q4_0: case QType::IQ4_NL: nbytes = q4_0x8_nbytes, repack = repack_q4_0x8; break;
+    case QType::Q4_K: nbytes = q4_Kx8_nbytes, repack = repack_q4_Kx8; break;
+    case QType::Q8_0: nbytes = q8_0x8_nbytes, repack = repack_q8_0x8; break;
+    case QType::Q6_K: nbytes = q6_Kx8_nbytes, repack = repack_q6_Kx8; break;
+    default: break;
+  }
+  if (repack != nullptr) {
+    P->interleave = kQ4_0x8Rows;
+    P->data.resize(static_cast<std::size_t>(nbytes(rows, cols)));
+    repack(data, rows, cols, P->data.data());
+    return P;
+  }
+#endif
   P->data.assign(data, data + rows * P->row_bytes);
   return P;
 }
@@ -163,6 +183,123 @@ bool all_finite(const float* x, i64 n) {
   return probe == 0.0f;
 }
 
+// Interleaved groups of 8 weight rows against activation rows m0..m1 in steps of 4 (then 1):
+// each output is computed by the same operations whatever its neighbours, so the tiling (fixed,
+// kTileRows / 8 groups x bm rows of x) only orders the work. Act: GgmlQ8Act or GgmlQ8KAct.
+template <class Act, class Fn>
+void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes, const GgmlPackedWeights& w,
+            float* y, Fn one, Fn four, GgmlQ4_0x16Fn two) {
+  const i64 N = w.rows;
+  constexpr i64 kGroupsPerTile = kTileRows / kQ4_0x8Rows;
+  const i64 groups = (N + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  const i64 n_bg = (groups + kGroupsPerTile - 1) / kGroupsPerTile, n_bm = (M + bm - 1) / bm;
+  const i64 gbytes = nb * block_bytes;
+  parallel_for(n_bg * n_bm, [&](i64 t) {
+    const i64 m0 = (t / n_bg) * bm, m1 = std::min(M, m0 + bm);
+    const i64 g0 = (t % n_bg) * kGroupsPerTile, g1 = std::min(groups, g0 + kGroupsPerTile);
+    float o[8 * kQ4_0x8Rows];
+    i64 g = g0;
+    if constexpr (std::is_same_v<Act, GgmlQ8Act>) {  // prefill: pairs of groups x 4 rows of x
+      if (g1 - g0 == 2 && m1 - m0 >= 4 && two != nullptr) {
+        const std::uint8_t* wg = w.data.data() + g0 * gbytes;
+        const i64 r0 = g0 * kQ4_0x8Rows, nr = std::min<i64>(2 * kQ4_0x8Rows, N - r0);
+        i64 m = m0;
+        for (; m + 4 <= m1; m += 4) {
+          two(nb, wg, gbytes, act.data() + m, o);
+          for (int j = 0; j < 4; ++j)
+            for (i64 r = 0; r < nr; ++r) y[(m + j) * N + r0 + r] = o[(4 * (r / kQ4_0x8Rows) + j) * kQ4_0x8Rows + r % kQ4_0x8Rows];
+        }
+        for (; m < m1; ++m)
+          for (i64 gg = g0; gg < g1; ++gg) {
+            one(nb, w.data.data() + gg * gbytes, act.data() + m, o);
+            std::memcpy(y + m * N + gg * kQ4_0x8Rows, o,
+                        sizeof(float) * static_cast<std::size_t>(std::min<i64>(kQ4_0x8Rows, N - gg * kQ4_0x8Rows)));
+          }
+        return;
+      }
+    }
+    for (; g < g1; ++g) {
+      const std::uint8_t* wg = w.data.data() + g * gbytes;
+      const i64 r0 = g * kQ4_0x8Rows;
+      const auto nr = static_cast<std::size_t>(std::min<i64>(kQ4_0x8Rows, N - r0));
+      i64 m = m0;
+      for (; m + 4 <= m1; m += 4) {
+        four(nb, wg, act.data() + m, o);
+        for (int j = 0; j < 4; ++j) std::memcpy(y + (m + j) * N + r0, o + kQ4_0x8Rows * j, sizeof(float) * nr);
+      }
+      for (; m < m1; ++m) {
+        one(nb, wg, act.data() + m, o);
+        std::memcpy(y + m * N + r0, o, sizeof(float) * nr);
+      }
+    }
+  });
+}
+
+// The per-call side data of the activation blocks the interleaved kernels read (their scale as
+// float and code sum for q8_0; the paired bsums for q8_K), then the product.
+void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeights& w, float* y,
+                     const GgmlRepackKernels& rk) {
+  const i64 K = w.cols, ab = w.act_row_bytes;
+  if (w.format == QType::Q6_K) {  // raw bsums in pairs
+    const i64 nb = K / ggml::QK_K;
+    thread_local std::vector<std::int32_t> pbuf;
+    std::int32_t* pairs = grow(pbuf, M * nb * 8);
+    std::vector<GgmlQ8KAct> act(static_cast<std::size_t>(M));
+    for (i64 m = 0; m < M; ++m) {
+      const auto* blk = reinterpret_cast<const ggml::block_q8_K*>(qa + m * ab);
+      std::int32_t* pm = pairs + m * nb * 8;
+      for (i64 i = 0; i < nb; ++i)
+        for (int p = 0; p < 8; ++p) {
+          const auto lo = static_cast<std::uint16_t>(blk[i].bsums[2 * p]);
+          const auto hi = static_cast<std::uint16_t>(blk[i].bsums[2 * p + 1]);
+          pm[8 * i + p] = static_cast<std::int32_t>(static_cast<std::uint32_t>(lo) | (static_cast<std::uint32_t>(hi) << 16));
+        }
+      act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
+    }
+    run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
+    return;
+  }
+  if (w.format == QType::Q4_K) {
+    const i64 nb = K / ggml::QK_K;
+    thread_local std::vector<std::int32_t> pbuf;
+    std::int32_t* pairs = grow(pbuf, M * nb * 4);
+    std::vector<GgmlQ8KAct> act(static_cast<std::size_t>(M));
+    for (i64 m = 0; m < M; ++m) {
+      const auto* blk = reinterpret_cast<const ggml::block_q8_K*>(qa + m * ab);
+      std::int32_t* pm = pairs + m * nb * 4;
+      for (i64 i = 0; i < nb; ++i)
+        for (int p = 0; p < 4; ++p) {
+          const auto lo = static_cast<std::uint16_t>(blk[i].bsums[4 * p] + blk[i].bsums[4 * p + 1]);
+          const auto hi = static_cast<std::uint16_t>(blk[i].bsums[4 * p + 2] + blk[i].bsums[4 * p + 3]);
+          pm[4 * i + p] = static_cast<std::int32_t>(static_cast<std::uint32_t>(lo) | (static_cast<std::uint32_t>(hi) << 16));
+        }
+      act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
+    }
+    run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4, nullptr);
+    return;
+  }
+  const i64 nb = K / ggml::QK8_0;
+  thread_local std::vector<float> dbuf;
+  thread_local std::vector<std::int32_t> sbuf;
+  float* ad = grow(dbuf, M * nb);
+  std::int32_t* as = grow(sbuf, M * nb);
+  std::vector<GgmlQ8Act> act(static_cast<std::size_t>(M));
+  for (i64 m = 0; m < M; ++m) {
+    const auto* blk = reinterpret_cast<const ggml::block_q8_0*>(qa + m * ab);
+    for (i64 i = 0; i < nb; ++i) {
+      std::int32_t s = 0;
+      for (int j = 0; j < ggml::QK8_0; ++j) s += blk[i].qs[j];
+      ad[m * nb + i] = fp16_to_fp32(blk[i].d);
+      as[m * nb + i] = s;
+    }
+    act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb};
+  }
+  if (w.format == QType::Q8_0) run_x8(act, M, bm, nb, kQ8_0x8BlockBytes, w, y, rk.q8_0x8_1, rk.q8_0x8_4, nullptr);
+  else if (w.format == QType::IQ4_NL)
+    run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.iq4_nlx8_1, rk.iq4_nlx8_4, nullptr);
+  else run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4, rk.q4_0x16_4);
+}
+
 void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights& w, float* y,
             const GgmlDotKernels& k) {
   const i64 K = w.cols, N = w.rows, ab = w.act_row_bytes;
@@ -182,6 +319,9 @@ void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights&
       },
       min_rows_per_thread(K));
   const i64 bm = M <= kDecodeM ? M : kPrefillM;
+  if (w.interleave != 0 && k.repack != nullptr) {
+    run_interleaved(qa, M, bm, w, y, *k.repack);
+  } else {
   const i64 n_br = (N + kTileRows - 1) / kTileRows, n_bm = (M + bm - 1) / bm;
   // consecutive items share a block of x rows (it stays in cache on one thread)
   parallel_for(n_br * n_bm, [&](i64 t) {
@@ -189,8 +329,10 @@ void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights&
     const i64 r0 = (t % n_br) * kTileRows, r1 = std::min(N, r0 + kTileRows);
     const void* a[kGgmlDotRows];
     float o[kGgmlDotRows];
+    thread_local std::vector<std::uint8_t> wtmp;
+    std::uint8_t* wbuf = grow(wtmp, w.row_bytes);
     for (i64 r = r0; r < r1; ++r) {
-      const std::uint8_t* wr = w.row(r);
+      const std::uint8_t* wr = w.native_row(r, wbuf);
       i64 m = m0;
       for (; m + kGgmlDotRows <= m1; m += kGgmlDotRows) {
         for (int j = 0; j < kGgmlDotRows; ++j) a[j] = qa + (m + j) * ab;
@@ -200,6 +342,7 @@ void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights&
       for (; m < m1; ++m) y[m * N + r] = dot.one(K, wr, qa + m * ab);
     }
   });
+  }
   for (i64 m = 0; m < M; ++m)
     if (!ok[m]) std::fill(y + m * N, y + (m + 1) * N, NAN);
 }
@@ -225,7 +368,9 @@ void run_f32(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights
     const i64 m0 = (t % n_bm) * bm, mb = std::min(bm, M - m0);
     thread_local std::vector<float> wbuf;
     float* wt = grow(wbuf, rb * K);
-    for (i64 r = 0; r < rb; ++r) to_float(w.row(r0 + r), wt + r * K, K, nullptr);
+    thread_local std::vector<std::uint8_t> wtmp;
+    std::uint8_t* nbuf = grow(wtmp, w.row_bytes);
+    for (i64 r = 0; r < rb; ++r) to_float(w.native_row(r0 + r, nbuf), wt + r * K, K, nullptr);
     lk.gemm_nt(xf + m0 * K, mb, K, K, wt, rb, K, y + m0 * N + r0, N);
   });
 }

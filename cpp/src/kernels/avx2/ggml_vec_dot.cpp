@@ -298,7 +298,8 @@ float one(i64 n, const void* w, const void* a) {
 const GgmlDotKernels kGgmlDotKernels = {
     LOWBIT_GGML_DOTS(dot_q4_0), LOWBIT_GGML_DOTS(dot_q4_1), LOWBIT_GGML_DOTS(dot_q5_0), LOWBIT_GGML_DOTS(dot_q5_1),
     LOWBIT_GGML_DOTS(dot_q8_0), LOWBIT_GGML_DOTS(dot_iq4_nl), LOWBIT_GGML_DOTS(dot_q2_K), LOWBIT_GGML_DOTS(dot_q3_K),
-    LOWBIT_GGML_DOTS(dot_q4_K), LOWBIT_GGML_DOTS(dot_q5_K), LOWBIT_GGML_DOTS(dot_q6_K)};
+    LOWBIT_GGML_DOTS(dot_q4_K), LOWBIT_GGML_DOTS(dot_q5_K), LOWBIT_GGML_DOTS(dot_q6_K),
+    &kGgmlRepackKernels};
 #undef LOWBIT_GGML_DOTS
 
 }  // namespace lowbit::avx2

@@ -1,0 +1,222 @@
+// Interleaved kernel layouts of GGUF weights (lowbit/ggml_repack.hpp): the one-time repack
+// and its inverse (for the paths that read native rows: scalar kernels, act="float32").
+#include "lowbit/ggml_repack.hpp"
+
+#include <cstring>
+
+#include "lowbit/ggml_blocks.hpp"
+
+namespace lowbit {
+
+i64 q4_0x8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK4_0) * kQ4_0x8BlockBytes;
+}
+
+void repack_q4_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q4_0;
+  const i64 nb = cols / ggml::QK4_0, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q4_0x8_nbytes(rows, cols)));  // padding rows: d = 0, codes 0
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q4_0*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ4_0x8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        for (int c = 0; c < 4; ++c) std::memcpy(blk + 16 + 32 * c + 4 * r, src[i].qs + 4 * c, 4);
+      }
+    }
+}
+
+void unpack_q4_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q4_0;
+  const i64 nb = cols / ggml::QK4_0, g = r / kQ4_0x8Rows, rr = r % kQ4_0x8Rows;
+  auto* out = reinterpret_cast<block_q4_0*>(native_row);
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ4_0x8BlockBytes;
+    std::memcpy(&out[i].d, blk + 2 * rr, 2);
+    for (int c = 0; c < 4; ++c) std::memcpy(out[i].qs + 4 * c, blk + 16 + 32 * c + 4 * rr, 4);
+  }
+}
+
+// ---- q8_0
+i64 q8_0x8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK8_0) * kQ8_0x8BlockBytes;
+}
+
+void repack_q8_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q8_0;
+  const i64 nb = cols / ggml::QK8_0, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q8_0x8_nbytes(rows, cols)));
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q8_0*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ8_0x8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        for (int c = 0; c < 8; ++c) std::memcpy(blk + 16 + 32 * c + 4 * r, src[i].qs + 4 * c, 4);
+      }
+    }
+}
+
+void unpack_q8_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q8_0;
+  const i64 nb = cols / ggml::QK8_0, g = r / kQ4_0x8Rows, rr = r % kQ4_0x8Rows;
+  auto* out = reinterpret_cast<block_q8_0*>(native_row);
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ8_0x8BlockBytes;
+    std::memcpy(&out[i].d, blk + 2 * rr, 2);
+    for (int c = 0; c < 8; ++c) std::memcpy(out[i].qs + 4 * c, blk + 16 + 32 * c + 4 * rr, 4);
+  }
+}
+
+// ---- q6_K
+namespace {
+
+// Native q6_K block <-> its 256 unsigned 6-bit codes in element order (ggml's dequantize order).
+void q6_K_codes(const ggml::block_q6_K& b, std::uint8_t u[ggml::QK_K]) {
+  for (int hf = 0; hf < 2; ++hf)
+    for (int l = 0; l < 32; ++l) {
+      const std::uint8_t* ql = b.ql + 64 * hf;
+      const std::uint8_t qh = b.qh[32 * hf + l];
+      std::uint8_t* o = u + 128 * hf;
+      o[l] = static_cast<std::uint8_t>((ql[l] & 0xf) | ((qh & 3) << 4));
+      o[l + 32] = static_cast<std::uint8_t>((ql[l + 32] & 0xf) | (((qh >> 2) & 3) << 4));
+      o[l + 64] = static_cast<std::uint8_t>((ql[l] >> 4) | (((qh >> 4) & 3) << 4));
+      o[l + 96] = static_cast<std::uint8_t>((ql[l + 32] >> 4) | (((qh >> 6) & 3) << 4));
+    }
+}
+
+void q6_K_from_codes(const std::uint8_t u[ggml::QK_K], ggml::block_q6_K& b) {
+  for (int hf = 0; hf < 2; ++hf)
+    for (int l = 0; l < 32; ++l) {
+      const std::uint8_t* o = u + 128 * hf;
+      b.ql[64 * hf + l] = static_cast<std::uint8_t>((o[l] & 0xf) | ((o[l + 64] & 0xf) << 4));
+      b.ql[64 * hf + l + 32] = static_cast<std::uint8_t>((o[l + 32] & 0xf) | ((o[l + 96] & 0xf) << 4));
+      b.qh[32 * hf + l] = static_cast<std::uint8_t>((o[l] >> 4) | ((o[l + 32] >> 4) << 2) | ((o[l + 64] >> 4) << 4) |
+                                                    ((o[l + 96] >> 4) << 6));
+    }
+}
+
+// Where element e (0..255) of row r lives in a q6_Kx8 super-block: nibble byte/shift, top-bits byte/shift.
+struct Q6Pos {
+  int nib_byte, nib_shift, hi_byte, hi_shift;
+};
+Q6Pos q6_pos(int e, int r) {
+  const int q = e / 32, w = e % 32, nib = w / 16, c = (w % 16) / 4, t = w % 4;
+  const int base = 144 + 192 * q;
+  return {base + 32 * c + 4 * r + t, 4 * nib, base + 128 + 32 * (c / 2) + 4 * r + t, 2 * (2 * (c % 2) + nib)};
+}
+
+}  // namespace
+
+i64 q6_Kx8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK_K) * kQ6_Kx8BlockBytes;
+}
+
+void repack_q6_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q6_K;
+  const i64 nb = cols / ggml::QK_K, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q6_Kx8_nbytes(rows, cols)));
+  std::uint8_t u[ggml::QK_K];
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q6_K*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ6_Kx8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        for (int j = 0; j < 16; ++j) std::memcpy(blk + 16 + 16 * (j / 2) + 2 * r + (j & 1), &src[i].scales[j], 1);
+        q6_K_codes(src[i], u);
+        for (int e = 0; e < ggml::QK_K; ++e) {
+          const Q6Pos p = q6_pos(e, r);
+          blk[p.nib_byte] = static_cast<std::uint8_t>(blk[p.nib_byte] | ((u[e] & 0xf) << p.nib_shift));
+          blk[p.hi_byte] = static_cast<std::uint8_t>(blk[p.hi_byte] | ((u[e] >> 4) << p.hi_shift));
+        }
+      }
+    }
+}
+
+void unpack_q6_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q6_K;
+  const i64 nb = cols / ggml::QK_K, g = r / kQ4_0x8Rows;
+  const int rr = static_cast<int>(r % kQ4_0x8Rows);
+  auto* out = reinterpret_cast<block_q6_K*>(native_row);
+  std::uint8_t u[ggml::QK_K];
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ6_Kx8BlockBytes;
+    std::memcpy(&out[i].d, blk + 2 * rr, 2);
+    for (int j = 0; j < 16; ++j) std::memcpy(&out[i].scales[j], blk + 16 + 16 * (j / 2) + 2 * rr + (j & 1), 1);
+    for (int e = 0; e < ggml::QK_K; ++e) {
+      const Q6Pos p = q6_pos(e, rr);
+      u[e] = static_cast<std::uint8_t>(((blk[p.nib_byte] >> p.nib_shift) & 0xf) | (((blk[p.hi_byte] >> p.hi_shift) & 3) << 4));
+    }
+    q6_K_from_codes(u, out[i]);
+  }
+}
+
+// ---- q4_K
+namespace {
+
+// ggml's 12-byte packing of 8 6-bit scales and mins (get_scale_min_k4 reads it back).
+void get_scale_min(int j, const std::uint8_t* q, std::uint8_t* d, std::uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = static_cast<std::uint8_t>((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+void set_scale_min(int j, std::uint8_t d, std::uint8_t m, std::uint8_t* q) {
+  if (j < 4) {
+    q[j] = static_cast<std::uint8_t>((q[j] & 0xc0) | d);
+    q[j + 4] = static_cast<std::uint8_t>((q[j + 4] & 0xc0) | m);
+  } else {
+    q[j + 4] = static_cast<std::uint8_t>((d & 0xf) | ((m & 0xf) << 4));
+    q[j - 4] = static_cast<std::uint8_t>((q[j - 4] & 0x3f) | ((d >> 4) << 6));
+    q[j] = static_cast<std::uint8_t>((q[j] & 0x3f) | ((m >> 4) << 6));
+  }
+}
+
+}  // namespace
+
+i64 q4_Kx8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK_K) * kQ4_Kx8BlockBytes;
+}
+
+void repack_q4_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q4_K;
+  const i64 nb = cols / ggml::QK_K, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q4_Kx8_nbytes(rows, cols)));
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q4_K*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ4_Kx8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        std::memcpy(blk + 16 + 2 * r, &src[i].dmin, 2);
+        for (int j = 0; j < 8; ++j)
+          get_scale_min(j, src[i].scales, blk + 32 + 8 * j + r, blk + 96 + 16 * (j / 2) + 2 * r + (j & 1));
+        for (int h = 0; h < 4; ++h)
+          for (int c = 0; c < 8; ++c) std::memcpy(blk + 160 + 256 * h + 32 * c + 4 * r, src[i].qs + 32 * h + 4 * c, 4);
+      }
+    }
+}
+
+void unpack_q4_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q4_K;
+  const i64 nb = cols / ggml::QK_K, g = r / kQ4_0x8Rows, rr = r % kQ4_0x8Rows;
+  auto* out = reinterpret_cast<block_q4_K*>(native_row);
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ4_Kx8BlockBytes;
+    std::memcpy(&out[i].d, blk + 2 * rr, 2);
+    std::memcpy(&out[i].dmin, blk + 16 + 2 * rr, 2);
+    std::memset(out[i].scales, 0, sizeof(out[i].scales));
+    for (int j = 0; j < 8; ++j)
+      set_scale_min(j, blk[32 + 8 * j + rr], blk[96 + 16 * (j / 2) + 2 * rr + (j & 1)], out[i].scales);
+    for (int h = 0; h < 4; ++h)
+      for (int c = 0; c < 8; ++c) std::memcpy(out[i].qs + 32 * h + 4 * c, blk + 160 + 256 * h + 32 * c + 4 * rr, 4);
+  }
+}
+
+}  // namespace lowbit
