@@ -23,6 +23,18 @@ lowbit/lut_qmatmul.hpp): 32-column blocks, nibble codes for 16-entry tables, byt
       .def_property_readonly("n_groups", [](const LutWeights& w) { return w.n_groups; })
       .def_property_readonly("table_size", [](const LutWeights& w) { return w.table_size; })
       .def_property_readonly("has_offset", [](const LutWeights& w) { return w.has_offset(); })
+      .def_property_readonly(
+          "decode",
+          [](const LutWeights& w) {
+            switch (w.decode) {
+              case LutDecode::Int: return "int";
+              case LutDecode::E4M3: return "e4m3";
+              case LutDecode::E5M2: return "e5m2";
+              case LutDecode::Table: break;
+            }
+            return "table";
+          },
+          "How SIMD kernels decode a code: 'table' (lookup), 'int' (table[i] == i), 'e4m3' / 'e5m2' (bit arithmetic).")
       .def_property_readonly("reordered", [](const LutWeights& w) { return !w.col_of.empty(); },
                              "Whether groups are padded to 32-column blocks (group size not a multiple of 32).")
       .def_property_readonly("nbytes", [](const LutWeights& w) { return w.nbytes(); },
@@ -56,6 +68,23 @@ lowbit/lut_qmatmul.hpp): 32-column blocks, nibble codes for 16-entry tables, byt
       R"doc(Repack W_hat[r, c] = table[codes[r, c]] * scale[r, c // group_size] (+ offset[r, c // group_size])
 into a LutWeights for lut_qmatmul. codes: uint8 [out, in] (one code per byte); table: float32
 [16] or [256]; scale, offset: float32 [out, ceil(in / group_size)] (offset None: no offset).)doc");
+
+  m.def(
+      "lut_dequantize",
+      [](const std::shared_ptr<LutWeights>& w, const py::object& isa_o) {
+        if (!w) throw TypeMismatch("w must be a LutWeights, got None");
+        const LutKernels& k = isa_o.is_none() ? lut_kernels() : lut_kernels(parse_isa(isa_o.cast<std::string>()));
+        py::array_t<float> out({w->rows, w->padded_cols()});
+        float* op = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          k.dequantize_rows(*w, 0, w->rows, op);
+        }
+        return out;
+      },
+      py::arg("w"), py::arg("isa") = py::none(),
+      "W_hat of a LutWeights as float32 [out, padded in] in the kernel's padded column order (the prefill "
+      "tile; every ISA computes it bit-identically: table value * scale, then + offset).");
 
   m.def(
       "lut_qmatmul",

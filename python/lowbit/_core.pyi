@@ -139,8 +139,10 @@ class LutWeights:
     n_groups: int
     table_size: int
     has_offset: bool
+    decode: str
     reordered: bool
     nbytes: int
 def prepare_lut(codes: np.ndarray, table: np.ndarray, scale: np.ndarray, offset: np.ndarray | None,
                 group_size: int) -> LutWeights: ...
+def lut_dequantize(w: LutWeights, isa: str | None = ...) -> np.ndarray: ...
 def lut_qmatmul(x: Any, w: LutWeights, act: str = ..., isa: str | None = ...) -> np.ndarray: ...

@@ -11,14 +11,19 @@ format          table             scale               offset              group 
 nf4 / fp4       16 code values    absmax (double      none                gcd(blocksize, in)
                                   quant resolved)
 hqq<b>          0 .. 2^b - 1      s                   -z * s (rounded)    gcd(group, in)
-int4_tinygemm   -8 .. 7           s (bf16)            z (bf16)            group_size
+int4_tinygemm   0 .. 15           s (bf16)            z - 8 s (rounded)   group_size
 f8_e4m3/e5m2    256 FP8 values    scales tile         none                block column
 ==============  ================  ==================  ==================  =================
 
-Rounding: NF4/FP4, tinygemm and FP8 compute the same float32 ``W_hat`` as their dequantize
-(``table * scale`` then ``+ offset``); HQQ's ``(q - z) * s`` becomes ``q * s + (-z * s)``,
-which differs from it by at most ``3 u (|q s| + |z s|)`` per weight (u = 2^-24), inside the
-kernel bound ``gamma(Kp + 4) * sum_k (|table * scale| + |offset|) |x_k|`` (lut_qmatmul.hpp).
+Integer tables (HQQ, tinygemm) decode by int -> float conversion and the OCP FP8 tables by bit
+arithmetic (both bit-exact with the table); other tables (NF4/FP4) by a register lookup.
+
+Rounding: NF4/FP4 and FP8 compute the same float32 ``W_hat`` as their dequantize (``table *
+scale``); HQQ's ``(q - z) * s`` becomes ``q * s + (-z * s)`` and tinygemm's ``(q - 8) * s + z``
+becomes ``q * s + (z - 8 s)``: each differs from the format's own float32 dequantize by at most
+``3 u (|q s| + |offset| + |z s|)`` per weight (u = 2^-24; z s -> 8 s, z for tinygemm), inside the
+kernel bound ``gamma(Kp + 4) * sum_k (|table * scale| + |offset|) |x_k|`` (lut_qmatmul.hpp)
+plus that term, which the tests add.
 
 ``act``: the kernels take float activations only; ``"int8"`` (QuantizedTensor.matmul's
 default) runs the same float path, ``"int8_token"`` raises NotImplementedError.
@@ -113,16 +118,16 @@ def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
 
 
 def prepare_tinygemm(q: "QuantizedTensor") -> LutKernel:
-    """int4_tinygemm: table (q - 8) = -8..7, scale s, offset z (both bfloat16 -> float32)."""
+    """int4_tinygemm: ``(q - 8) s + z`` as table 0..15, scale s, offset ``z - 8 s`` (rounded once)."""
     out, inp = q.shape
     a = q.arrays
     packed = a["qweight"]
     codes = np.empty((out, 2 * packed.shape[1]), np.uint8)
     codes[:, 0::2] = packed & 0x0F
     codes[:, 1::2] = packed >> 4
-    table = np.arange(16, dtype=np.float32) - 8.0
-    return lut_kernel(codes[:, :inp], table, _bf16_to_f32(a["scales_bf16"]), _bf16_to_f32(a["zeros_bf16"]),
-                      q.group_size)
+    s = _bf16_to_f32(a["scales_bf16"])
+    offset = _bf16_to_f32(a["zeros_bf16"]) - np.float32(8) * s
+    return lut_kernel(codes[:, :inp], np.arange(16, dtype=np.float32), s, offset, q.group_size)
 
 
 def prepare_fp8(q: "QuantizedTensor") -> LutKernel:

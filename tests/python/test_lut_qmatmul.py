@@ -74,10 +74,11 @@ def magnitude(q: lb.QuantizedTensor) -> np.ndarray:
         s = _meta_values(q, "scale").astype(np.float64).reshape(-1)[gid]
         z = _meta_values(q, "zero").astype(np.float64).reshape(-1)[gid]
         return (np.abs(codes * s) + np.abs(z * s)).reshape(q.shape)
-    if q.format == "int4_tinygemm":
-        z = (q.arrays["zeros_bf16"].astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-        zc = np.repeat(z, q.group_size, axis=1)
-        return np.abs(W - zc) + np.abs(zc)
+    if q.format == "int4_tinygemm":  # kernel: q s + (z - 8 s); reference: (q - 8) s + z
+        bf = lambda a: np.repeat((a.astype(np.uint32) << 16).view(np.float32).astype(np.float64), q.group_size, 1)
+        s, z = bf(q.arrays["scales_bf16"]), bf(q.arrays["zeros_bf16"])
+        codes = np.round((W - z) / np.where(s == 0, 1, s)) + 8
+        return np.abs(codes * s) + 8 * np.abs(s) + 2 * np.abs(z)
     return np.abs(W)
 
 
@@ -113,6 +114,48 @@ def test_avx2_matches_scalar_definition(case):
         assert np.all(np.abs(got - ref) <= 2 * bound(q, x)), (case, M)
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-identical, NaNs (any payload) matching NaNs."""
+    na, nb = np.isnan(a), np.isnan(b)
+    return bool(np.array_equal(na, nb) and a[~na].tobytes() == b[~nb].tobytes())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_avx2_decode_is_bit_exact(case):
+    """The prefill tile W_hat (table value * scale + offset) is elementwise: every ISA's decode
+    (lookup, int conversion, FP8 bit arithmetic) must give the scalar definition's bits."""
+    if "avx2" not in _core.supported_isas():
+        pytest.skip("no AVX2 on this CPU/build")
+    w = kernel(make(case)).weights
+    assert _same(_core.lut_dequantize(w, "avx2"), _core.lut_dequantize(w, "scalar")), case
+
+
+@pytest.mark.parametrize("table", ["e4m3", "e5m2", "nf4", "int16", "int256", "random256"])
+def test_avx2_decode_covers_every_code(table):
+    """Every code of each table kind (FP8 NaN / inf / subnormal / -0 codes included) decodes to
+    the table entry's bits."""
+    if "avx2" not in _core.supported_isas():
+        pytest.skip("no AVX2 on this CPU/build")
+    from lowbit.bnb import NF4_CODE
+
+    n = 16 if table in ("nf4", "int16") else 256
+    T = {"e4m3": lambda: _core.from_fp8_bits(np.arange(256, dtype=np.uint8), "e4m3"),
+         "e5m2": lambda: _core.from_fp8_bits(np.arange(256, dtype=np.uint8), "e5m2"),
+         "nf4": lambda: NF4_CODE, "int16": lambda: np.arange(16, dtype=np.float32),
+         "int256": lambda: np.arange(256, dtype=np.float32),
+         "random256": lambda: np.random.default_rng(3).standard_normal(256).astype(np.float32)}[table]()
+    codes = np.concatenate([np.arange(n), np.random.default_rng(4).integers(0, n, 3 * n)]).astype(np.uint8)
+    codes = codes.reshape(-1, 64)
+    w = _core.prepare_lut(codes, T, np.ones((codes.shape[0], 1), np.float32), None, 64)
+    assert w.decode == {"e4m3": "e4m3", "e5m2": "e5m2", "int16": "int", "int256": "int"}.get(table, "table")
+    got = _core.lut_dequantize(w, "avx2")
+    assert _same(got, _core.lut_dequantize(w, "scalar"))
+    assert _same(got, np.asarray(T, np.float32)[codes])
+    x = acts(3, 64)
+    y, ref = _core.lut_qmatmul(x, w, "float32", "avx2"), _core.lut_qmatmul(x, w, "float32", "scalar")
+    assert np.array_equal(np.isnan(y), np.isnan(ref))
+
+
 def test_avx2_matches_scalar_at_prefill_size():
     if "avx2" not in _core.supported_isas():
         pytest.skip("no AVX2 on this CPU/build")
@@ -126,12 +169,13 @@ def test_avx2_matches_scalar_at_prefill_size():
 
 def test_prepare_layout_per_family():
     """4-bit codes stay nibbles (16-entry table), FP8 and 5..8-bit HQQ take a byte."""
-    expect = {"nf4-64": (16, False), "tinygemm-32": (16, True), "hqq4-64": (16, True), "hqq5-40": (256, True),
-              "fp8-e4m3-block": (256, False)}
-    for case, (ts, off) in expect.items():
+    expect = {"nf4-64": (16, False, "table"), "fp4-64-dq": (16, False, "table"), "tinygemm-32": (16, True, "int"),
+              "hqq4-64": (16, True, "int"), "hqq5-40": (256, True, "int"), "fp8-e4m3-block": (256, False, "e4m3"),
+              "fp8-e5m2-channel": (256, False, "e5m2")}
+    for case, (ts, off, dec) in expect.items():
         q = make(case)
         w = kernel(q).weights
-        assert (w.table_size, w.has_offset) == (ts, off), case
+        assert (w.table_size, w.has_offset, w.decode) == (ts, off, dec), case
         assert w.nbytes < 4 * q.shape[0] * q.shape[1] / 2, case  # well under float32's 4 bytes
     assert not kernel(make("nf4-64")).weights.reordered and kernel(make("nf4-128-in200-dq")).weights.reordered
 

@@ -9,8 +9,9 @@
 //
 // Layout (prepare_lut, once per weight): like qmatmul.hpp, 32-column blocks with every group
 // padded to whole blocks (a group size that is not a multiple of 32 gathers x through col_of);
-//   - 16-entry tables: codes as nibbles, block = 16 bytes, byte j = columns j (low nibble) and
-//     j + 16 (high nibble): the 4-bit codes stream 4 bits per weight;
+//   - 16-entry tables: codes as nibbles, block = 16 bytes, byte i = columns 2i (low nibble) and
+//     2i + 1 (high nibble): the 4-bit codes stream 4 bits per weight, and the 8 codes of each
+//     8-column vector are one 32-bit word (a broadcast load and a variable shift unpack them);
 //   - 256-entry tables: one byte per code, block = 32 bytes.
 // Pads hold code 0 against activation 0.
 //
@@ -37,7 +38,18 @@
 
 namespace lowbit {
 
+// How SIMD kernels turn a code into its table value (found by prepare_lut from the table's
+// values; the scalar definition always reads the table): the result is the table entry, bit
+// for bit, whichever way it is computed.
+enum class LutDecode : int {
+  Table = 0,  // a lookup (16 entries: two vpermps + blend; 256: a gather)
+  Int = 1,    // table[i] == i: int -> float conversion (HQQ, tinygemm)
+  E4M3 = 2,   // the OCP E4M3 ("fn") values: bit arithmetic
+  E5M2 = 3,   // the OCP E5M2 values: bit arithmetic
+};
+
 struct LutWeights {
+  LutDecode decode = LutDecode::Table;
   i64 rows = 0, cols = 0;
   i64 n_blocks = 0, n_groups = 0;
   int table_size = 16;                     // 16: nibble codes, 256: byte codes

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "lowbit/fp8.hpp"
 #include "lowbit/kernels.hpp"
 #include "lowbit/ops.hpp"
 #include "lowbit/parallel.hpp"
@@ -14,6 +15,24 @@
 namespace lowbit {
 
 // ---------------------------------------------------------------------------------- prepare
+namespace {
+
+bool same_bits(float a, float b) {
+  return (a != a && b != b) || std::memcmp(&a, &b, sizeof(float)) == 0;  // NaN payloads may differ
+}
+
+LutDecode decode_of(const float* table, int n) {
+  bool is_int = true, e4 = n == 256, e5 = n == 256;
+  for (int i = 0; i < n; ++i) {
+    is_int = is_int && same_bits(table[i], static_cast<float>(i));
+    e4 = e4 && same_bits(table[i], fp8_to_fp32(Fp8Kind::E4M3, static_cast<std::uint8_t>(i)));
+    e5 = e5 && same_bits(table[i], fp8_to_fp32(Fp8Kind::E5M2, static_cast<std::uint8_t>(i)));
+  }
+  return is_int ? LutDecode::Int : e4 ? LutDecode::E4M3 : e5 ? LutDecode::E5M2 : LutDecode::Table;
+}
+
+}  // namespace
+
 std::shared_ptr<LutWeights> prepare_lut(const std::uint8_t* codes, i64 rows, i64 cols, const float* table,
                                         int table_size, const float* scale, const float* offset, i64 group_size) {
   LOWBIT_CHECK(rows > 0 && cols > 0, "prepare_lut: shape must be positive, got (", rows, ", ", cols, ")");
@@ -27,6 +46,7 @@ std::shared_ptr<LutWeights> prepare_lut(const std::uint8_t* codes, i64 rows, i64
   w.cols = cols;
   w.table_size = table_size;
   w.table.assign(table, table + table_size);
+  w.decode = decode_of(table, table_size);
   const i64 G = (cols + group_size - 1) / group_size;
   w.n_groups = G;
   w.group_block.resize(static_cast<std::size_t>(G + 1));
@@ -66,7 +86,7 @@ std::shared_ptr<LutWeights> prepare_lut(const std::uint8_t* codes, i64 rows, i64
           const i64 c = identity ? (p < cols ? p : -1) : w.col_of[static_cast<std::size_t>(p)];
           if (c < 0) continue;  // pad: code 0 (its activation is 0)
           const i64 b = p / kQBlock, j = p % kQBlock;
-          if (w.nibble()) dst[b * bb + (j & 15)] |= static_cast<std::uint8_t>(src[c] << ((j >> 4) * 4));
+          if (w.nibble()) dst[b * bb + (j >> 1)] |= static_cast<std::uint8_t>(src[c] << ((j & 1) * 4));
           else dst[b * bb + j] = src[c];
         }
       },

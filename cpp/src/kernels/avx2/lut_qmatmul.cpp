@@ -5,6 +5,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 #include "lowbit/lut_qmatmul.hpp"
 
@@ -19,19 +21,48 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// table[idx] for 8 int32 indices 0..15 held as tlo = table[0..8), thi = table[8..16).
-inline __m256 lookup16(__m256 tlo, __m256 thi, __m256i idx) {
+// table[idx & 15] for 8 int32 lanes: tlo = table[0..8), thi = table[8..16); sel holds bit 3 of
+// each index in its sign bit.
+inline __m256 lookup16(__m256 tlo, __m256 thi, __m256i idx, __m256i sel) {
   const __m256 lo = _mm256_permutevar8x32_ps(tlo, idx), hi = _mm256_permutevar8x32_ps(thi, idx);
-  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));  // bit 3 -> sign
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(sel));
+}
+
+// OCP FP8 byte codes (int32 lanes 0..255) -> float32, bit-exact with fp8_to_fp32 (fp8.hpp):
+// normal numbers by moving exponent and mantissa into place and rebiasing the exponent,
+// subnormals by an exact int -> float conversion times a power of two (no denormal float
+// arithmetic, so the result does not depend on the FTZ/DAZ mode), then NaN / inf and sign.
+template <int M, int Bias>
+inline __m256 fp8_decode(__m256i b) {
+  const __m256i em = _mm256_and_si256(b, _mm256_set1_epi32(0x7f));
+  const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(em, 23 - M), _mm256_set1_epi32((127 - Bias) << 23));
+  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(em), _mm256_set1_ps(1.0f / static_cast<float>(1 << (M + Bias - 1))));
+  const __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(1 << M), em);
+  __m256 v = _mm256_blendv_ps(_mm256_castsi256_ps(normal), sub, _mm256_castsi256_ps(is_sub));
+  if constexpr (M == 3) {  // E4M3 "fn": only S.1111.111 is special (NaN)
+    const __m256i nan = _mm256_cmpeq_epi32(em, _mm256_set1_epi32(0x7f));
+    v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_castsi256_ps(nan));
+  } else {  // E5M2: exponent 31 is inf (mantissa 0) or NaN
+    const __m256i special = _mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7b));
+    const __m256i bits = _mm256_or_si256(_mm256_set1_epi32(0x7f800000), _mm256_slli_epi32(_mm256_and_si256(em, _mm256_set1_epi32(3)), 21));
+    v = _mm256_blendv_ps(v, _mm256_castsi256_ps(bits), _mm256_castsi256_ps(special));
+  }
+  return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24)));
+}
+
+inline __m256i broadcast_u32(const std::uint8_t* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm256_set1_epi32(v);  // vpbroadcastd from memory: a load, no shuffle
 }
 
 // The 32 table values of one block, columns 8i..8i+7 in v[i].
-template <bool Nibble>
+template <bool Nibble, LutDecode D>
 struct Decoder {
   __m256 tlo, thi;
   const float* table;
   explicit Decoder(const LutWeights& w) : table(w.table.data()) {
-    if constexpr (Nibble) {
+    if constexpr (Nibble && D == LutDecode::Table) {
       tlo = _mm256_loadu_ps(table);
       thi = _mm256_loadu_ps(table + 8);
     } else {
@@ -40,17 +71,22 @@ struct Decoder {
   }
   inline void operator()(const std::uint8_t* blk, __m256 v[4]) const {
     if constexpr (Nibble) {
-      const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk));
-      const __m128i mask = _mm_set1_epi8(0x0f);
-      const __m128i lo = _mm_and_si128(t, mask), hi = _mm_and_si128(_mm_srli_epi16(t, 4), mask);
-      v[0] = lookup16(tlo, thi, _mm256_cvtepu8_epi32(lo));
-      v[1] = lookup16(tlo, thi, _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-      v[2] = lookup16(tlo, thi, _mm256_cvtepu8_epi32(hi));
-      v[3] = lookup16(tlo, thi, _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+      // word i = the 8 nibbles of columns 8i..8i+7, lowest first
+      const __m256i shr = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+      const __m256i shl = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
+      for (int i = 0; i < 4; ++i) {
+        const __m256i word = broadcast_u32(blk + 4 * i);
+        const __m256i idx = _mm256_srlv_epi32(word, shr);  // code in bits 0..3 (+ higher codes above)
+        if constexpr (D == LutDecode::Int) v[i] = _mm256_cvtepi32_ps(_mm256_and_si256(idx, _mm256_set1_epi32(0xf)));
+        else v[i] = lookup16(tlo, thi, idx, _mm256_sllv_epi32(word, shl));  // vpermps reads bits 0..2
+      }
     } else {
       for (int i = 0; i < 4; ++i) {
         const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8 * i)));
-        v[i] = _mm256_i32gather_ps(table, idx, 4);
+        if constexpr (D == LutDecode::Int) v[i] = _mm256_cvtepi32_ps(idx);
+        else if constexpr (D == LutDecode::E4M3) v[i] = fp8_decode<3, 7>(idx);
+        else if constexpr (D == LutDecode::E5M2) v[i] = fp8_decode<2, 15>(idx);
+        else v[i] = _mm256_i32gather_ps(table, idx, 4);
       }
     }
   }
@@ -58,8 +94,8 @@ struct Decoder {
 
 // Rows [r0, r0 + rb) against activation rows [m0, m0 + MR): each block is decoded once per
 // call and multiplied into MR x 4 independent accumulators.
-template <bool Nibble, int MR>
-void rows_gemv(const LutWeights& w, const Decoder<Nibble>& dec, const float* xp, const float* xsum, i64 m0, i64 r0,
+template <class Dec, int MR>
+void rows_gemv(const LutWeights& w, const Dec& dec, const float* xp, const float* xsum, i64 m0, i64 r0,
                i64 rb, float* y, i64 ldy) {
   const i64 Kp = w.padded_cols(), bb = w.block_bytes(), G = w.n_groups;
   for (i64 r = r0; r < r0 + rb; ++r) {
@@ -96,27 +132,36 @@ void rows_gemv(const LutWeights& w, const Decoder<Nibble>& dec, const float* xp,
   }
 }
 
-template <bool Nibble>
+template <bool Nibble, LutDecode D>
 void gemv_t(const LutWeights& w, const float* xp, const float* xsum, i64 M, i64 r0, i64 rb, float* y, i64 ldy) {
-  const Decoder<Nibble> dec(w);
+  const Decoder<Nibble, D> dec(w);
   // rows of 8 weight rows at a time, so a chunk of weights stays in L1 across the x chunks
   for (i64 rr = r0; rr < r0 + rb; rr += 8) {
     const i64 n = std::min<i64>(8, r0 + rb - rr);
     float* yr = y + (rr - r0);
     i64 m = 0;
-    for (; m + 2 <= M; m += 2) rows_gemv<Nibble, 2>(w, dec, xp, xsum, m, rr, n, yr, ldy);
-    for (; m < M; ++m) rows_gemv<Nibble, 1>(w, dec, xp, xsum, m, rr, n, yr, ldy);
+    for (; m + 2 <= M; m += 2) rows_gemv<Decoder<Nibble, D>, 2>(w, dec, xp, xsum, m, rr, n, yr, ldy);
+    for (; m < M; ++m) rows_gemv<Decoder<Nibble, D>, 1>(w, dec, xp, xsum, m, rr, n, yr, ldy);
   }
 }
 
 void gemv(const LutWeights& w, const float* xp, const float* xsum, i64 M, i64 r0, i64 rb, float* y, i64 ldy) {
-  if (w.nibble()) gemv_t<true>(w, xp, xsum, M, r0, rb, y, ldy);
-  else gemv_t<false>(w, xp, xsum, M, r0, rb, y, ldy);
+  if (w.nibble()) {
+    if (w.decode == LutDecode::Int) gemv_t<true, LutDecode::Int>(w, xp, xsum, M, r0, rb, y, ldy);
+    else gemv_t<true, LutDecode::Table>(w, xp, xsum, M, r0, rb, y, ldy);
+  } else {
+    switch (w.decode) {
+      case LutDecode::Int: return gemv_t<false, LutDecode::Int>(w, xp, xsum, M, r0, rb, y, ldy);
+      case LutDecode::E4M3: return gemv_t<false, LutDecode::E4M3>(w, xp, xsum, M, r0, rb, y, ldy);
+      case LutDecode::E5M2: return gemv_t<false, LutDecode::E5M2>(w, xp, xsum, M, r0, rb, y, ldy);
+      case LutDecode::Table: return gemv_t<false, LutDecode::Table>(w, xp, xsum, M, r0, rb, y, ldy);
+    }
+  }
 }
 
-template <bool Nibble>
+template <bool Nibble, LutDecode D>
 void dequantize_rows_t(const LutWeights& w, i64 r0, i64 rb, float* dst) {
-  const Decoder<Nibble> dec(w);
+  const Decoder<Nibble, D> dec(w);
   const i64 Kp = w.padded_cols(), bb = w.block_bytes(), G = w.n_groups;
   for (i64 r = r0; r < r0 + rb; ++r) {
     const std::uint8_t* wr = w.row_codes(r);
@@ -138,8 +183,17 @@ void dequantize_rows_t(const LutWeights& w, i64 r0, i64 rb, float* dst) {
 }
 
 void dequantize_rows(const LutWeights& w, i64 r0, i64 rb, float* dst) {
-  if (w.nibble()) dequantize_rows_t<true>(w, r0, rb, dst);
-  else dequantize_rows_t<false>(w, r0, rb, dst);
+  if (w.nibble()) {
+    if (w.decode == LutDecode::Int) dequantize_rows_t<true, LutDecode::Int>(w, r0, rb, dst);
+    else dequantize_rows_t<true, LutDecode::Table>(w, r0, rb, dst);
+  } else {
+    switch (w.decode) {
+      case LutDecode::Int: return dequantize_rows_t<false, LutDecode::Int>(w, r0, rb, dst);
+      case LutDecode::E4M3: return dequantize_rows_t<false, LutDecode::E4M3>(w, r0, rb, dst);
+      case LutDecode::E5M2: return dequantize_rows_t<false, LutDecode::E5M2>(w, r0, rb, dst);
+      case LutDecode::Table: return dequantize_rows_t<false, LutDecode::Table>(w, r0, rb, dst);
+    }
+  }
 }
 
 }  // namespace

@@ -8,7 +8,7 @@ namespace {
 
 // The code of column j (0..31) of a block.
 inline int code_at(const LutWeights& w, const std::uint8_t* blk, int j) {
-  if (w.nibble()) return (blk[j & 15] >> ((j >> 4) * 4)) & 0xf;
+  if (w.nibble()) return (blk[j >> 1] >> ((j & 1) * 4)) & 0xf;
   return blk[j];
 }
 
