@@ -9,9 +9,12 @@
 //
 // Layout (prepare_lut, once per weight): like qmatmul.hpp, 32-column blocks with every group
 // padded to whole blocks (a group size that is not a multiple of 32 gathers x through col_of);
-//   - 16-entry tables: codes as nibbles, block = 16 bytes, byte i = columns 2i (low nibble) and
-//     2i + 1 (high nibble): the 4-bit codes stream 4 bits per weight, and the 8 codes of each
-//     8-column vector are one 32-bit word (a broadcast load and a variable shift unpack them);
+//   - 16-entry tables: codes as nibbles, block = 16 bytes (4 bits per weight), in one of two
+//     orders (nibble_at): integer tables: byte i = columns 2i (low nibble), 2i + 1 (high), so
+//     the 8 codes of an 8-column vector are one 32-bit word (broadcast load + variable shift);
+//     lookup tables: column j at code position p (p < 16: low nibble of byte p, else high
+//     nibble of byte p - 16) with p = 4k + l (l < 4) or 12 + 4k + l (l >= 4), k = j / 8,
+//     l = j % 8: the order in which byte-plane vpshufb lookups and in-lane unpacks deliver them;
 //   - 256-entry tables: one byte per code, block = 32 bytes.
 // Pads hold code 0 against activation 0.
 //
@@ -61,6 +64,17 @@ struct LutWeights {
   std::vector<float> offset;               // [rows, n_groups]; empty: no offsets
 
   bool nibble() const { return table_size == 16; }
+  // Where the nibble of column j (0..31) of a block lives: byte index and shift (see above).
+  void nibble_at(int j, int* byte, int* shift) const {
+    if (decode == LutDecode::Int) {
+      *byte = j >> 1;
+      *shift = (j & 1) * 4;
+    } else {
+      const int k = j >> 3, l = j & 7, p = l < 4 ? 4 * k + l : 12 + 4 * k + l;
+      *byte = p & 15;
+      *shift = (p >> 4) * 4;
+    }
+  }
   i64 padded_cols() const { return n_blocks * kQBlock; }
   i64 block_bytes() const { return nibble() ? 16 : 32; }
   i64 row_bytes() const { return n_blocks * block_bytes(); }

@@ -86,7 +86,11 @@ std::shared_ptr<LutWeights> prepare_lut(const std::uint8_t* codes, i64 rows, i64
           const i64 c = identity ? (p < cols ? p : -1) : w.col_of[static_cast<std::size_t>(p)];
           if (c < 0) continue;  // pad: code 0 (its activation is 0)
           const i64 b = p / kQBlock, j = p % kQBlock;
-          if (w.nibble()) dst[b * bb + (j >> 1)] |= static_cast<std::uint8_t>(src[c] << ((j & 1) * 4));
+          if (w.nibble()) {
+            int byte, shift;
+            w.nibble_at(static_cast<int>(j), &byte, &shift);
+            dst[b * bb + byte] |= static_cast<std::uint8_t>(src[c] << shift);
+          }
           else dst[b * bb + j] = src[c];
         }
       },

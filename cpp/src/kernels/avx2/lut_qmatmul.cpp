@@ -1,6 +1,7 @@
 // AVX2+FMA table-lookup matmul kernels (compiled with -mavx2 -mfma). Codes become floats in
-// registers: 16-entry tables by two vpermps on the two 8-float halves and a blend on bit 3
-// (exact: the selected table entry), 256-entry tables by a gather. Float sums differ from
+// registers, bit-exact table entries: integer tables by int -> float conversion, FP8 tables by
+// bit arithmetic, other 16-entry tables by vpshufb on the table's 4 byte planes, other
+// 256-entry tables by a gather. Float sums differ from
 // kernels/scalar/lut_qmatmul.cpp only in order (bound in lowbit/lut_qmatmul.hpp).
 #include <immintrin.h>
 
@@ -21,11 +22,21 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// table[idx & 15] for 8 int32 lanes: tlo = table[0..8), thi = table[8..16); sel holds bit 3 of
-// each index in its sign bit.
-inline __m256 lookup16(__m256 tlo, __m256 thi, __m256i idx, __m256i sel) {
-  const __m256 lo = _mm256_permutevar8x32_ps(tlo, idx), hi = _mm256_permutevar8x32_ps(thi, idx);
-  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(sel));
+// The 32 float table values of a lookup-table block: byte b of every value by one vpshufb on
+// the table's byte plane b (16 entries, in both lanes), then in-lane unpacks rebuild the floats;
+// the nibble order of the block (LutWeights::nibble_at) makes them come out in column order.
+inline void lookup16(const __m256i plane[4], const std::uint8_t* blk, __m256 v[4]) {
+  const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+  // lane 0: low nibbles (positions 0..15), lane 1: high nibbles (positions 16..31)
+  const __m256i c = _mm256_and_si256(_mm256_srlv_epi64(t, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
+  const __m256i p0 = _mm256_shuffle_epi8(plane[0], c), p1 = _mm256_shuffle_epi8(plane[1], c);
+  const __m256i p2 = _mm256_shuffle_epi8(plane[2], c), p3 = _mm256_shuffle_epi8(plane[3], c);
+  const __m256i l01 = _mm256_unpacklo_epi8(p0, p1), h01 = _mm256_unpackhi_epi8(p0, p1);
+  const __m256i l23 = _mm256_unpacklo_epi8(p2, p3), h23 = _mm256_unpackhi_epi8(p2, p3);
+  v[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(l01, l23));
+  v[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(l01, l23));
+  v[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(h01, h23));
+  v[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23));
 }
 
 // OCP FP8 byte codes (int32 lanes 0..255) -> float32, bit-exact with fp8_to_fp32 (fp8.hpp):
@@ -59,26 +70,30 @@ inline __m256i broadcast_u32(const std::uint8_t* p) {
 // The 32 table values of one block, columns 8i..8i+7 in v[i].
 template <bool Nibble, LutDecode D>
 struct Decoder {
-  __m256 tlo, thi;
+  __m256i plane[4];
   const float* table;
   explicit Decoder(const LutWeights& w) : table(w.table.data()) {
+    for (int b = 0; b < 4; ++b) plane[b] = _mm256_setzero_si256();
     if constexpr (Nibble && D == LutDecode::Table) {
-      tlo = _mm256_loadu_ps(table);
-      thi = _mm256_loadu_ps(table + 8);
-    } else {
-      tlo = thi = _mm256_setzero_ps();
+      alignas(16) std::uint8_t bytes[4][16];
+      for (int i = 0; i < 16; ++i) {
+        std::uint32_t u;
+        std::memcpy(&u, table + i, sizeof u);
+        for (int b = 0; b < 4; ++b) bytes[b][i] = static_cast<std::uint8_t>(u >> (8 * b));
+      }
+      for (int b = 0; b < 4; ++b)
+        plane[b] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(bytes[b])));
     }
   }
   inline void operator()(const std::uint8_t* blk, __m256 v[4]) const {
-    if constexpr (Nibble) {
+    if constexpr (Nibble && D == LutDecode::Table) {
+      lookup16(plane, blk, v);
+    } else if constexpr (Nibble) {
       // word i = the 8 nibbles of columns 8i..8i+7, lowest first
       const __m256i shr = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-      const __m256i shl = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
       for (int i = 0; i < 4; ++i) {
-        const __m256i word = broadcast_u32(blk + 4 * i);
-        const __m256i idx = _mm256_srlv_epi32(word, shr);  // code in bits 0..3 (+ higher codes above)
-        if constexpr (D == LutDecode::Int) v[i] = _mm256_cvtepi32_ps(_mm256_and_si256(idx, _mm256_set1_epi32(0xf)));
-        else v[i] = lookup16(tlo, thi, idx, _mm256_sllv_epi32(word, shl));  // vpermps reads bits 0..2
+        const __m256i idx = _mm256_srlv_epi32(broadcast_u32(blk + 4 * i), shr);  // code in bits 0..3
+        v[i] = _mm256_cvtepi32_ps(_mm256_and_si256(idx, _mm256_set1_epi32(0xf)));
       }
     } else {
       for (int i = 0; i < 4; ++i) {

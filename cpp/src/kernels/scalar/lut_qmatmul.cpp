@@ -8,7 +8,11 @@ namespace {
 
 // The code of column j (0..31) of a block.
 inline int code_at(const LutWeights& w, const std::uint8_t* blk, int j) {
-  if (w.nibble()) return (blk[j >> 1] >> ((j & 1) * 4)) & 0xf;
+  if (w.nibble()) {
+    int byte, shift;
+    w.nibble_at(j, &byte, &shift);
+    return (blk[byte] >> shift) & 0xf;
+  }
   return blk[j];
 }
 
