@@ -39,26 +39,26 @@ inline void lookup16(const __m256i plane[4], const std::uint8_t* blk, __m256 v[4
   v[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23));
 }
 
-// OCP FP8 byte codes (int32 lanes 0..255) -> float32, bit-exact with fp8_to_fp32 (fp8.hpp):
-// normal numbers by moving exponent and mantissa into place and rebiasing the exponent,
-// subnormals by an exact int -> float conversion times a power of two (no denormal float
-// arithmetic, so the result does not depend on the FTZ/DAZ mode), then NaN / inf and sign.
-template <int M, int Bias>
-inline __m256 fp8_decode(__m256i b) {
-  const __m256i em = _mm256_and_si256(b, _mm256_set1_epi32(0x7f));
-  const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(em, 23 - M), _mm256_set1_epi32((127 - Bias) << 23));
-  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(em), _mm256_set1_ps(1.0f / static_cast<float>(1 << (M + Bias - 1))));
-  const __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(1 << M), em);
-  __m256 v = _mm256_blendv_ps(_mm256_castsi256_ps(normal), sub, _mm256_castsi256_ps(is_sub));
-  if constexpr (M == 3) {  // E4M3 "fn": only S.1111.111 is special (NaN)
-    const __m256i nan = _mm256_cmpeq_epi32(em, _mm256_set1_epi32(0x7f));
-    v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), _mm256_castsi256_ps(nan));
-  } else {  // E5M2: exponent 31 is inf (mantissa 0) or NaN
-    const __m256i special = _mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7b));
-    const __m256i bits = _mm256_or_si256(_mm256_set1_epi32(0x7f800000), _mm256_slli_epi32(_mm256_and_si256(em, _mm256_set1_epi32(3)), 21));
-    v = _mm256_blendv_ps(v, _mm256_castsi256_ps(bits), _mm256_castsi256_ps(special));
+// 16 OCP FP8 codes -> 16 float32 (v[0], v[1]), bit-exact with fp8_to_fp32 (fp8.hpp), through
+// IEEE half precision and F16C: E5M2 is the top byte of a half; E4M3's exponent/mantissa bits
+// placed as a half's are the value times 2^-8 (subnormals included: vcvtph2ps converts half
+// subnormals exactly whatever the DAZ mode), so one exact multiply by 2^8 follows; E4M3's NaN
+// (S.1111.111) is set explicitly.
+template <LutDecode D>
+inline void fp8_decode16(__m128i bytes, __m256* v) {
+  if constexpr (D == LutDecode::E5M2) {
+    const __m128i zero = _mm_setzero_si128();
+    v[0] = _mm256_cvtph_ps(_mm_unpacklo_epi8(zero, bytes));
+    v[1] = _mm256_cvtph_ps(_mm_unpackhi_epi8(zero, bytes));
+  } else {
+    const __m256i w = _mm256_cvtepu8_epi16(bytes);
+    const __m256i em = _mm256_and_si256(w, _mm256_set1_epi16(0x7f));
+    __m256i h = _mm256_or_si256(_mm256_slli_epi16(em, 7), _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8));
+    h = _mm256_blendv_epi8(h, _mm256_set1_epi16(0x7e00), _mm256_cmpeq_epi16(em, _mm256_set1_epi16(0x7f)));
+    const __m256 k = _mm256_set1_ps(256.0f);
+    v[0] = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), k);
+    v[1] = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), k);
   }
-  return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24)));
 }
 
 inline __m256i broadcast_u32(const std::uint8_t* p) {
@@ -96,12 +96,15 @@ struct Decoder {
         v[i] = _mm256_cvtepi32_ps(_mm256_and_si256(idx, _mm256_set1_epi32(0xf)));
       }
     } else {
-      for (int i = 0; i < 4; ++i) {
-        const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8 * i)));
-        if constexpr (D == LutDecode::Int) v[i] = _mm256_cvtepi32_ps(idx);
-        else if constexpr (D == LutDecode::E4M3) v[i] = fp8_decode<3, 7>(idx);
-        else if constexpr (D == LutDecode::E5M2) v[i] = fp8_decode<2, 15>(idx);
-        else v[i] = _mm256_i32gather_ps(table, idx, 4);
+      if constexpr (D == LutDecode::E4M3 || D == LutDecode::E5M2) {
+        fp8_decode16<D>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)), v);
+        fp8_decode16<D>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16)), v + 2);
+      } else {
+        for (int i = 0; i < 4; ++i) {
+          const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8 * i)));
+          if constexpr (D == LutDecode::Int) v[i] = _mm256_cvtepi32_ps(idx);
+          else v[i] = _mm256_i32gather_ps(table, idx, 4);
+        }
       }
     }
   }
