@@ -45,7 +45,7 @@ namespace lowbit {
 // values; the scalar definition always reads the table): the result is the table entry, bit
 // for bit, whichever way it is computed.
 enum class LutDecode : int {
-  Table = 0,  // a lookup (16 entries: two vpermps + blend; 256: a gather)
+  Table = 0,  // a lookup (16 entries: vpshufb on the byte planes; 256: a gather)
   Int = 1,    // table[i] == i: int -> float conversion (HQQ, tinygemm)
   E4M3 = 2,   // the OCP E4M3 ("fn") values: bit arithmetic
   E5M2 = 3,   // the OCP E5M2 values: bit arithmetic
