@@ -273,3 +273,25 @@ def test_prepared_tensor_pickles_without_its_kernel():
     y = q.matmul(x)
     q2 = pickle.loads(pickle.dumps(q))
     np.testing.assert_array_equal(q2.matmul(x), y)
+
+
+# (int4_tinygemm needs in_features % group_size == 0, which stories260K's down_proj (172) is not)
+@pytest.mark.parametrize("cfg", [lb.BnbConfig(bnb_4bit_quant_type="nf4"), HQQConfig(nbits=4, group_size=32),
+                                 FP8Config(fmt="e4m3", strategy="channel")], ids=["nf4", "hqq4", "fp8"])
+def test_llama_runtime_uses_the_kernel(shared_data_module, cfg):
+    """stories260K quantized: the runtime's linears run the table kernel (prefill and decode),
+    and its logits agree with the same model on the dequantized float32 weights."""
+    from lowbit.models import load_model
+
+    model = load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    qm = lb.quantize_model(model, cfg, None, progress=False)
+    dense = lb.quantize_model(model, cfg, None, progress=False)
+    names = [n for n, w in dense.weights.items() if isinstance(w, lb.QuantizedTensor)]
+    assert names
+    for n in names:
+        dense.set_weight(n, dense.weights[n].dequantize())
+    tokens = [1, 415, 218, 302, 272, 344, 287, 13, 5, 9, 11, 7]
+    for t in (tokens, tokens[:1]):  # prefill (M = 12 > 8) and decode (M = 1)
+        got, want = qm.forward(t), dense.forward(t)
+        assert np.allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max())), type(cfg).__name__
+    assert all(isinstance(qm.weights[n].__dict__.get("_kernel"), LutKernel) for n in names)
