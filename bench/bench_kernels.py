@@ -12,6 +12,8 @@ One run, at 1 and 2 threads, prints:
   read bandwidth; prefill GOP/s (2*M*N*K);
 * baselines: float32 NumPy matmul of the dequantized weights (decode cycles through float32
   copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before);
+* with --lut (or --lut-only): the table-lookup formats (NF4, HQQ 4-bit, tinygemm int4, FP8
+  e4m3, lowbit.lut) through QuantizedTensor.matmul, against the same float32 baselines;
 * GGUF types (Q4_0, Q4_K, Q8_0, ... on the same bytes): lowbit next to llama.cpp's ggml
   ``mul_mat`` on its CPU backend (``lowbit.peers.ggml_matmul``, llama-cpp-python's bundled
   libggml), with the weights in ggml's ``CPU_REPACK`` buffer where ggml repacks that type on
@@ -102,10 +104,14 @@ def main() -> None:
     ap.add_argument("--no-gguf", action="store_true", help="skip the GGUF types (and the llama.cpp peer)")
     ap.add_argument("--gguf-only", action="store_true", help="only the GGUF types (and the machine figures)")
     ap.add_argument("--gguf-types", default=None, help="comma-separated GGUF types (default: all; --quick: 3)")
+    ap.add_argument("--lut", action="store_true", help="add the table-lookup formats (nf4, hqq4, tinygemm, fp8)")
+    ap.add_argument("--lut-only", action="store_true", help="only the table-lookup formats (and the baselines)")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     shapes = SHAPES[:1] if args.quick else SHAPES
-    formats = FORMATS[:4] if args.quick else FORMATS
+    formats = [] if args.lut_only else FORMATS[:4] if args.quick else FORMATS
+    if args.lut_only:
+        args.no_gguf = True
     info = lb.cpu_info()
     print(f"lowbit {lb.__version__}, kernels {info['isa']}, NumPy {np.__version__}, BLAS: {blas_info()}")
     print(f"medians of {args.repeats}; weights cycled through >= {args.working_set} MB of distinct copies\n")
@@ -179,10 +185,51 @@ def main() -> None:
                       f"{100 * gbs / read_bw[t]:5.0f}% {base[t][0] / td:6.2f}x | {1e3 * tp:10.1f} "
                       f"{gops:7.1f} {base[t][1] / tp:11.2f}x{peak}")
             del packs, first
+        if args.lut or args.lut_only:
+            lut_rows(args, threads, out, inp, read_bw, base)
         print()
     if not args.no_gguf:
         gguf_section(args, threads, shapes, read_bw)
     lb.set_num_threads(0)
+
+
+# name, config: the table-lookup formats (lowbit.lut); HQQ without its solver (speed only)
+LUT_FORMATS = [
+    ("nf4 bs64 (lut)", lambda: lb.BnbConfig(bnb_4bit_quant_type="nf4", bnb_4bit_blocksize=64)),
+    ("hqq4 g64 (lut)", lambda: lb.HQQConfig(nbits=4, group_size=64, optimize=False)),
+    ("tinygemm int4 g128 (lut)", lambda: lb.TorchAoConfig(quant_type="int4_weight_only", group_size=128)),
+    ("fp8 e4m3 channel (lut)", lambda: lb.FP8Config(fmt="e4m3", strategy="channel")),
+]
+
+
+def lut_rows(args: argparse.Namespace, threads: list[int], out: int, inp: int, read_bw: dict[int, float],
+             base: dict[int, tuple[float, float]]) -> None:
+    """Table-lookup formats through QuantizedTensor.matmul (float activations), cycling through
+    prepared copies; GB/s counts the bytes the kernel streams (LutWeights.nbytes)."""
+    import copy
+
+    W = np.random.default_rng(7).standard_normal((out, inp)).astype(np.float32) * np.float32(0.02)
+    x1 = np.random.default_rng(4).standard_normal((1, inp)).astype(np.float32)
+    xp = np.random.default_rng(5).standard_normal((args.prefill_m, inp)).astype(np.float32)
+    for name, cfg in LUT_FORMATS:
+        q = lb.quantize(W, cfg())
+        nbytes = q.prepare().__dict__["_kernel"].weights.nbytes
+        n_copies = max(1, -(-args.working_set * 10**6 // nbytes))
+        qs = [q]
+        for _ in range(n_copies - 1):
+            c = copy.copy(q)
+            c.__dict__.pop("_kernel", None)
+            qs.append(c.prepare())
+        for t in threads:
+            lb.set_num_threads(t)
+            it = iter(range(10**9))
+            td = median_time(lambda: qs[next(it) % n_copies].matmul(x1), args.repeats, inner=n_copies)
+            tp = median_time(lambda: qs[next(it) % n_copies].matmul(xp), max(1, args.repeats // 2))
+            gbs = nbytes / td / 1e9
+            print(f"{name:24s} {f'{out}x{inp}':>11s} {t:3d} | {1e6 * td:9.0f} {gbs:6.1f} "
+                  f"{100 * gbs / read_bw[t]:5.0f}% {base[t][0] / td:6.2f}x | {1e3 * tp:10.1f} "
+                  f"{2 * args.prefill_m * out * inp / tp / 1e9:7.1f} {base[t][1] / tp:11.2f}x")
+        del qs, q
 
 
 def gguf_section(args: argparse.Namespace, threads: list[int], shapes: list[tuple[int, int]],

@@ -17,6 +17,7 @@ void register_qmatmul(py::module_& m);
 void register_awq(py::module_& m);
 void register_ggml_qmatmul(py::module_& m);
 void register_llama_runtime(py::module_& m);
+void register_lut_qmatmul(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lowbit's compiled core: formats, quantizers and kernels over NumPy arrays.";
@@ -45,4 +46,5 @@ PYBIND11_MODULE(_core, m) {
   register_awq(m);
   register_ggml_qmatmul(m);
   register_llama_runtime(m);
+  register_lut_qmatmul(m);
 }

@@ -146,3 +146,17 @@ class LlamaRuntime:
     def vocab(self) -> int: ...
     def forward(self, x: np.ndarray, start: int, cache_k: np.ndarray | None = ..., cache_v: np.ndarray | None = ...,
                 last_only: bool = ...) -> np.ndarray: ...
+# Table-lookup matmul: NF4/FP4, HQQ, tinygemm int4, FP8 (cpp/include/lowbit/lut_qmatmul.hpp)
+class LutWeights:
+    rows: int
+    cols: int
+    n_groups: int
+    table_size: int
+    has_offset: bool
+    decode: str
+    reordered: bool
+    nbytes: int
+def prepare_lut(codes: np.ndarray, table: np.ndarray, scale: np.ndarray, offset: np.ndarray | None,
+                group_size: int) -> LutWeights: ...
+def lut_dequantize(w: LutWeights, isa: str | None = ...) -> np.ndarray: ...
+def lut_qmatmul(x: Any, w: LutWeights, act: str = ..., isa: str | None = ...) -> np.ndarray: ...

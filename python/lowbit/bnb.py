@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DYNAMIC_MAP", "FP4_CODE", "NESTED_BLOCKSIZE", "NF4_CODE", "code4", "dequantize_4bit", "int8_linear",
-    "quantize_4bit", "quantize_int8",
+    "dequantize_absmax", "quantize_4bit", "quantize_int8",
 ]
 
 #: The 16 NF4 code values in index order (float32, [-1, 1]).
@@ -107,15 +107,27 @@ def quantize_4bit(W: npt.ArrayLike, quant_type: str = "nf4", blocksize: int = 64
                            group_size=min(int(blocksize), W32.shape[1]), sym=True, config=config, params=params)
 
 
-def dequantize_4bit(q: QuantizedTensor) -> np.ndarray:
-    """float32 ``(out, in)`` reconstruction of an nf4/fp4 tensor (``code[q] * absmax``)."""
+def dequantize_absmax(q: QuantizedTensor) -> np.ndarray:
+    """float32 ``[n_blocks]`` absmax of an nf4/fp4 tensor (double quantization resolved)."""
     a, p = q.arrays, q.params
     absmax = a["absmax"]
     if p.get("double_quant"):
         absmax = _core.bnb_dequantize_blockwise(absmax, a["nested_absmax"], a.get("nested_quant_map", DYNAMIC_MAP),
                                                 p["nested_blocksize"], np.float32(p["nested_offset"]))
+    return absmax
+
+
+def dequantize_4bit(q: QuantizedTensor) -> np.ndarray:
+    """float32 ``(out, in)`` reconstruction of an nf4/fp4 tensor (``code[q] * absmax``)."""
     n = q.shape[0] * q.shape[1]
-    return _core.bnb_dequantize_4bit(a["qweight"], absmax, n, q.format, p["blocksize"]).reshape(q.shape)
+    return _core.bnb_dequantize_4bit(q.arrays["qweight"], dequantize_absmax(q), n, q.format,
+                                     q.params["blocksize"]).reshape(q.shape)
+
+
+def _prepare_4bit(q: QuantizedTensor) -> Any:
+    from .lut import prepare_bnb4  # table-lookup kernel (lut_qmatmul.hpp)
+
+    return prepare_bnb4(q)
 
 
 def _arrays_4bit(q: QuantizedTensor) -> dict[str, tuple[Any, tuple[int, ...]]]:
@@ -142,7 +154,8 @@ def _arrays_4bit(q: QuantizedTensor) -> dict[str, tuple[Any, tuple[int, ...]]]:
 
 BNB_4BIT = Layout("bnb_4bit", _arrays_4bit, dequantize_4bit,
                   optional_arrays=lambda q: ({"nested_quant_map": (np.float32, (256,))}
-                                             if q.params.get("double_quant") else {}))
+                                             if q.params.get("double_quant") else {}),
+                  prepare=_prepare_4bit)
 register_layout(("nf4", "fp4"), BNB_4BIT)
 
 

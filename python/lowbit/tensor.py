@@ -153,6 +153,10 @@ class QuantizedTensor:
         * ``"int8_token"``: W8A8 (SmoothQuant style): one int8 scale per row of x; 8-bit
           weights with one group per row only; exact int32 accumulation (not for GGUF formats).
 
+        Table-lookup formats (nf4/fp4, hqq, int4_tinygemm, f8_*: :mod:`lowbit.lut`) take float
+        activations only: ``"int8"`` runs their float path (float32-accurate, bound in
+        ``lut_qmatmul.hpp``); ``"int8_token"`` raises NotImplementedError.
+
         Weights are repacked once (:meth:`prepare`); formats without a kernel yet fall back
         to dequantize-then-matmul (float32).
         """

@@ -71,7 +71,13 @@ def _fp8_dequantize(q: QuantizedTensor) -> np.ndarray:
     return _core.fp8_dequantize(q.arrays["qweight"], q.arrays["scales"], _fmt(q), br, bc)
 
 
-FP8 = Layout("fp8", _fp8_arrays, _fp8_dequantize)
+def _fp8_prepare(q: QuantizedTensor) -> Any:
+    from ..lut import prepare_fp8  # table-lookup kernel (lut_qmatmul.hpp)
+
+    return prepare_fp8(q)
+
+
+FP8 = Layout("fp8", _fp8_arrays, _fp8_dequantize, prepare=_fp8_prepare)
 register_layout(("f8_e4m3", "f8_e5m2"), FP8)
 
 

@@ -97,7 +97,16 @@ def _hqq_dequantize(q: QuantizedTensor) -> np.ndarray:
                                 q.shape[0], q.shape[1], q.group_size, _axis(q))
 
 
-HQQ_LAYOUT = Layout("hqq", _hqq_arrays, _hqq_dequantize)
+def _hqq_prepare(q: QuantizedTensor) -> Any:
+    """Table-lookup kernel (lowbit.lut): axis=1 only; axis=0 dequantizes (returns None)."""
+    from ..lut import prepare_hqq
+
+    if _axis(q) != 1:
+        return None
+    return prepare_hqq(q, _meta_values(q, "scale"), _meta_values(q, "zero"))
+
+
+HQQ_LAYOUT = Layout("hqq", _hqq_arrays, _hqq_dequantize, prepare=_hqq_prepare)
 register_layout(HQQ_FORMATS, HQQ_LAYOUT)
 
 

@@ -45,7 +45,13 @@ def _tinygemm_dequantize(q: QuantizedTensor) -> np.ndarray:
                                      q.group_size)
 
 
-TINYGEMM = Layout("tinygemm", _tinygemm_arrays, _tinygemm_dequantize)
+def _tinygemm_prepare(q: QuantizedTensor) -> Any:
+    from ..lut import prepare_tinygemm  # table-lookup kernel (lut_qmatmul.hpp)
+
+    return prepare_tinygemm(q)
+
+
+TINYGEMM = Layout("tinygemm", _tinygemm_arrays, _tinygemm_dequantize, prepare=_tinygemm_prepare)
 register_layout("int4_tinygemm", TINYGEMM)
 
 
