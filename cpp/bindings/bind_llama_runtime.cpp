@@ -10,6 +10,7 @@
 #include "array_utils.hpp"
 #include "lowbit/ggml_qmatmul.hpp"
 #include "lowbit/llama_runtime.hpp"
+#include "lowbit/lut_qmatmul.hpp"
 #include "lowbit/ops.hpp"
 #include "lowbit/qmatmul.hpp"
 #include "matmul_args.hpp"
@@ -45,6 +46,13 @@ LinearOp make_linear(const py::handle& w_o, const py::handle& b_o, const std::st
     op.rows = w->rows;
     op.cols = w->cols;
     op.apply = [w, mode](const float* x, i64 M, float* y) { ggml_qmatmul(x, ActDType::F32, M, w->cols, *w, mode, y); };
+  } else if (py::isinstance<LutWeights>(w_o)) {
+    auto w = w_o.cast<std::shared_ptr<LutWeights>>();
+    if (act == "int8_token")
+      throw Unsupported("act='int8_token' (W8A8) is not available for table formats (nf4/fp4, hqq, tinygemm, fp8)");
+    op.rows = w->rows;
+    op.cols = w->cols;
+    op.apply = [w](const float* x, i64 M, float* y) { lut_qmatmul(x, ActDType::F32, M, w->cols, *w, y, lut_kernels()); };
   } else {
     const MatrixArg W = matrix_arg(w_o, name.c_str());
     keep.push_back(W.holder);
@@ -118,7 +126,7 @@ LlamaModel's Python forward, which stays the reference.)doc")
            py::arg("inv_freq"), py::arg("rope_interleaved"), py::arg("attention_scaling"), py::arg("blocks"),
            py::arg("final_norm"), py::arg("head"), py::arg("act"),
            "blocks: per layer (input_norm [hidden], post_norm [hidden], [(weight, bias or None)] x 7 in the order "
-           "q, k, v, o, gate, up, down); weight: PackedWeights, GgmlPackedWeights or a 2-D float array. head: "
+           "q, k, v, o, gate, up, down); weight: PackedWeights, GgmlPackedWeights, LutWeights or a 2-D float array. head: "
            "(weight, bias or None). act: the matmul_act of the quantized layers.")
       .def_property_readonly("n_layers", [](const PyLlamaRuntime& r) { return r.rt->n_layers(); })
       .def_property_readonly("vocab", [](const PyLlamaRuntime& r) { return r.rt->vocab(); })

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "array_utils.hpp"
+#include "matmul_args.hpp"
 #include "lowbit/lut_qmatmul.hpp"
 
 namespace py = pybind11;
@@ -97,18 +98,13 @@ into a LutWeights for lut_qmatmul. codes: uint8 [out, in] (one code per byte); t
         if (act != "int8" && act != "float32")
           throw InvalidArgument(str_cat("act must be 'int8', 'float32' or 'int8_token', got '", act, "'"));
         const LutKernels& k = isa_o.is_none() ? lut_kernels() : lut_kernels(parse_isa(isa_o.cast<std::string>()));
-        MatrixArg X = matrix_arg(x_o, "x");
-        if (X.view.col_stride != 1 || (X.view.rows > 1 && X.view.row_stride < X.view.cols))
-          X = matrix_arg(py::module_::import("numpy").attr("ascontiguousarray")(X.holder), "x");
-        const i64 M = X.view.rows;
-        if (X.view.cols != w->cols)
-          throw InvalidArgument(str_cat("x must be [M, in_features=", w->cols, "], got ", describe(X.holder)));
-        const ActDType xt = X.view.dtype == DType::F32 ? ActDType::F32
-                            : X.view.dtype == DType::F16 ? ActDType::F16 : ActDType::BF16;
+        const ActivationArg X = activation_arg(x_o, w->cols);
+        const i64 M = X.rows;
+        const ActDType xt = X.dtype;
         py::array_t<float> y({M, w->rows});
         float* yp = y.mutable_data();
-        const void* xp = X.view.data;
-        const i64 ldx = std::max<i64>(X.view.row_stride, w->cols);
+        const void* xp = X.data;
+        const i64 ldx = X.ld;
         {
           py::gil_scoped_release release;
           lut_qmatmul(xp, xt, M, ldx, *w, yp, k);

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _core
+from .tensor import PackedKernel
 
 if TYPE_CHECKING:
     from .tensor import QuantizedTensor
@@ -48,17 +49,24 @@ if TYPE_CHECKING:
 __all__ = ["LutKernel", "lut_kernel", "prepare_bnb4", "prepare_fp8", "prepare_hqq", "prepare_tinygemm"]
 
 
-class LutKernel:
+class LutKernel(PackedKernel):
     """``kernel(x, act) -> float32 [M, out]``: a prepared ``_core.LutWeights`` and its product.
 
-    ``weights`` is the LutWeights (tests pass it to ``_core.lut_qmatmul`` with ``isa=``).
+    ``weights`` (= ``packed``) is the LutWeights (tests pass it to ``_core.lut_qmatmul`` with
+    ``isa=``; the model's C++ layer loop calls it directly).
     """
 
+    __slots__ = ()
+
     def __init__(self, weights: "_core.LutWeights") -> None:
-        self.weights = weights
+        super().__init__(_core.lut_qmatmul, weights)
+
+    @property
+    def weights(self) -> "_core.LutWeights":
+        return self.packed
 
     def __call__(self, x: np.ndarray, act: str = "float32") -> np.ndarray:
-        return _core.lut_qmatmul(x, self.weights, act)
+        return _core.lut_qmatmul(x, self.packed, act)
 
 
 def lut_kernel(codes: np.ndarray, table: np.ndarray, scale: np.ndarray, offset: np.ndarray | None,

@@ -58,6 +58,15 @@ def test_gguf_blocks_are_bit_identical(stories):
     assert_same(g, PROMPT)
 
 
+@pytest.mark.parametrize("cfg", [lb.BnbConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_blocksize=32),
+                                 lb.HQQConfig(nbits=4, group_size=32), lb.FP8Config()],
+                         ids=["nf4", "hqq4", "fp8"])
+def test_table_lookup_formats_are_bit_identical(stories, cfg):
+    q = lb.quantize_model(stories, cfg, progress=False)
+    assert isinstance(q.native_runtime(), lb._core.LlamaRuntime)
+    assert_same(q, PROMPT)
+
+
 def test_one_and_two_threads_agree(stories):
     out = []
     for t in (1, 2):
