@@ -37,11 +37,6 @@ constexpr int kQ8Rows = 4, kQ8Acts = 3, kS8Rows = 4, kS8Acts = 3;
 constexpr int kQ8Rows = 4, kQ8Acts = 2, kS8Rows = 2, kS8Acts = 4;
 #endif
 
-#ifndef LOWBIT_QMATMUL_PREFETCH
-#define LOWBIT_QMATMUL_PREFETCH 512
-#endif
-constexpr i64 kPrefetchBytes = LOWBIT_QMATMUL_PREFETCH;  // 0: none
-
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -185,12 +180,6 @@ void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 
       for (int i = 0; i < NR; ++i) gacc[j][i] = _mm256_setzero_ps();
     for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
       LOWBIT_MCA_BEGIN("q8")
-      if constexpr (!Unpacked && kPrefetchBytes > 0) {
-        // decode streams NR short rows at once; a software prefetch a few lines ahead keeps
-        // the loads from waiting on DRAM (once per cache line of each row)
-        if (((b * bb) & 63) == 0)
-          for (int i = 0; i < NR; ++i) _mm_prefetch(reinterpret_cast<const char*>(wr[i] + b * bb + kPrefetchBytes), _MM_HINT_T0);
-      }
       __m256i wv[NR], wu[NR];
       for (int i = 0; i < NR; ++i) {
         if constexpr (Unpacked) wv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[i] + b * bb));
