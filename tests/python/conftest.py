@@ -70,3 +70,12 @@ def correlated_weights(rng: np.random.Generator, rows: int, cols: int) -> np.nda
     W = rng.standard_t(df=5, size=(rows, cols)).astype(np.float32) * 0.02
     W[:, rng.choice(cols, size=max(1, cols // 50), replace=False)] *= 8
     return W
+
+
+def matmul_acts(M: int, inp: int, seed: int = 1) -> np.ndarray:
+    """Activations for the matmul tests: Gaussian rows, with an all-zero row and one with outliers."""
+    x = np.random.default_rng(seed).standard_normal((M, inp)).astype(np.float32)
+    if M > 2:
+        x[1] = 0.0          # an all-zero row
+        x[2, ::7] *= 50.0   # outliers
+    return x

@@ -24,6 +24,7 @@ import pytest
 
 import lowbit as lb
 from lowbit import _core
+from conftest import matmul_acts as acts
 
 U = 2.0 ** -24
 TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K")
@@ -45,12 +46,6 @@ def weights(t: str, out: int, inp: int, seed: int = 0) -> np.ndarray:
     return _core.quantize_rows(t, W)
 
 
-def acts(M: int, inp: int, seed: int = 1) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((M, inp)).astype(np.float32)
-    if M > 2:
-        x[1] = 0.0          # an all-zero row
-        x[2, ::7] *= 50.0   # outliers
-    return x
 
 
 def float_scale(t: str, qw: np.ndarray, x: np.ndarray) -> np.ndarray:

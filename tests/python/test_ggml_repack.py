@@ -13,6 +13,7 @@ import pytest
 
 import lowbit as lb
 from lowbit import _core
+from conftest import matmul_acts as acts
 
 
 TYPES = ("q4_0", "iq4_nl", "q4_K", "q8_0", "q6_K")
@@ -28,12 +29,6 @@ def weights(t: str, out: int, inp: int, seed: int = 0, scale: float = 1.0) -> np
     return _core.quantize_rows(t, W)
 
 
-def acts(M: int, inp: int, seed: int = 1) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((M, inp)).astype(np.float32)
-    if M > 2:
-        x[1] = 0.0          # an all-zero row
-        x[2, ::7] *= 50.0   # outliers
-    return x
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -16,6 +16,7 @@ import pytest
 
 import lowbit as lb
 from lowbit import _core
+from conftest import matmul_acts as acts
 
 U = 2.0 ** -24
 
@@ -51,12 +52,6 @@ def make_q(bits: int, out: int, inp: int, group_size: int, sym: bool, act_order:
     return q
 
 
-def acts(M: int, inp: int, seed: int = 1) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((M, inp)).astype(np.float32)
-    if M > 2:
-        x[1] = 0.0          # an all-zero row
-        x[2, ::7] *= 50.0   # outliers
-    return x
 
 
 def float_bound(x: np.ndarray, W: np.ndarray) -> np.ndarray:
