@@ -15,6 +15,30 @@ namespace lowbit::avx2 {
 
 namespace {
 
+// The `lines` cache lines from p on, into L1 (the interleaved stream a few blocks ahead).
+inline void prefetch_lines(const std::uint8_t* p, int lines) {
+  for (int l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(p) + 64 * l, _MM_HINT_T0);
+}
+
+// acc[j] += (d_w * d_a[j]) * float(si[j]) for block i of Q8_0 activation rows: each row's
+// float step of vec_dot_q8_0 / _q4_0 / _iq4_nl, in block order.
+template <int MR>
+inline void add_q8_0_block(__m256 (&acc)[MR], __m256 dw, const GgmlQ8Act* a, i64 i, const __m256i (&si)[MR]) {
+  for (int j = 0; j < MR; ++j) {
+    const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i]));
+    acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(si[j])));
+  }
+}
+
+// The activation rows' Q8_0 blocks and zeroed accumulators.
+template <int MR>
+inline void start_q8_0_rows(const GgmlQ8Act* a, const ggml::block_q8_0* (&y)[MR], __m256 (&acc)[MR]) {
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ggml::block_q8_0*>(a[j].blocks);
+    acc[j] = _mm256_setzero_ps();
+  }
+}
+
 inline __m256i bcast4(const std::int8_t* p) {
   std::int32_t v;
   std::memcpy(&v, p, 4);
@@ -26,14 +50,9 @@ void q4_0x8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
   const ggml::block_q8_0* y[MR];
   __m256 acc[MR];
-  for (int j = 0; j < MR; ++j) {
-    y[j] = reinterpret_cast<const ggml::block_q8_0*>(a[j].blocks);
-    acc[j] = _mm256_setzero_ps();
-  }
+  start_q8_0_rows(a, y, acc);
   for (i64 i = 0; i < nb; ++i, g += kQ4_0x8BlockBytes) {
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes + 64, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes + 128, _MM_HINT_T0);
+    prefetch_lines(g + 8 * kQ4_0x8BlockBytes, 3);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     __m256i s16[MR];
     for (int j = 0; j < MR; ++j) s16[j] = _mm256_setzero_si256();
@@ -46,11 +65,10 @@ void q4_0x8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
         s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(hi, bcast4(qa + 16 + 4 * c)));
       }
     }
-    for (int j = 0; j < MR; ++j) {
-      const __m256i si = _mm256_sub_epi32(_mm256_madd_epi16(s16[j], ones), _mm256_set1_epi32(8 * a[j].sum[i]));
-      const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i]));
-      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(si)));
-    }
+    __m256i si[MR];
+    for (int j = 0; j < MR; ++j)
+      si[j] = _mm256_sub_epi32(_mm256_madd_epi16(s16[j], ones), _mm256_set1_epi32(8 * a[j].sum[i]));
+    add_q8_0_block(acc, dw, a, i, si);
   }
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
@@ -106,16 +124,9 @@ void q8_0x8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
   const __m256i ones = _mm256_set1_epi16(1);
   const ggml::block_q8_0* y[MR];
   __m256 acc[MR];
-  for (int j = 0; j < MR; ++j) {
-    y[j] = reinterpret_cast<const ggml::block_q8_0*>(a[j].blocks);
-    acc[j] = _mm256_setzero_ps();
-  }
+  start_q8_0_rows(a, y, acc);
   for (i64 i = 0; i < nb; ++i, g += kQ8_0x8BlockBytes) {
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 64, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 128, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 192, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 4 * kQ8_0x8BlockBytes + 256, _MM_HINT_T0);
+    prefetch_lines(g + 4 * kQ8_0x8BlockBytes, 5);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     __m256i si[MR];
     for (int j = 0; j < MR; ++j) si[j] = _mm256_setzero_si256();
@@ -127,10 +138,7 @@ void q8_0x8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
         si[j] = _mm256_add_epi32(si[j], _mm256_madd_epi16(p, ones));
       }
     }
-    for (int j = 0; j < MR; ++j) {
-      const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i]));
-      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(si[j])));
-    }
+    add_q8_0_block(acc, dw, a, i, si);
   }
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
@@ -155,9 +163,7 @@ void q6_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
     for (int j = 0; j < MR; ++j) isum[j] = _mm256_setzero_si256();
     for (int q = 0; q < 8; ++q) {
       const std::uint8_t* b = g + 144 + 192 * q;
-      _mm_prefetch(reinterpret_cast<const char*>(b) + 2 * kQ6_Kx8BlockBytes, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b) + 2 * kQ6_Kx8BlockBytes + 64, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b) + 2 * kQ6_Kx8BlockBytes + 128, _MM_HINT_T0);
+      prefetch_lines(b + 2 * kQ6_Kx8BlockBytes, 3);
       const __m256i S = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16 + 16 * q)));
       for (int j = 0; j < MR; ++j)  // - 32 * (sc_2q bsum_2q + sc_2q+1 bsum_2q+1)
         isum[j] = _mm256_sub_epi32(isum[j],
@@ -203,14 +209,9 @@ void iq4_nlx8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
   const __m256i table = _mm256_inserti128_si256(_mm256_castsi128_si256(t), t, 1);
   const ggml::block_q8_0* y[MR];
   __m256 acc[MR];
-  for (int j = 0; j < MR; ++j) {
-    y[j] = reinterpret_cast<const ggml::block_q8_0*>(a[j].blocks);
-    acc[j] = _mm256_setzero_ps();
-  }
+  start_q8_0_rows(a, y, acc);
   for (i64 i = 0; i < nb; ++i, g += kQ4_0x8BlockBytes) {
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes + 64, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(g) + 8 * kQ4_0x8BlockBytes + 128, _MM_HINT_T0);
+    prefetch_lines(g + 8 * kQ4_0x8BlockBytes, 3);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     __m256i si[MR];
     for (int j = 0; j < MR; ++j) si[j] = _mm256_setzero_si256();
@@ -225,10 +226,7 @@ void iq4_nlx8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
         }
       }
     }
-    for (int j = 0; j < MR; ++j) {
-      const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i]));
-      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(si[j])));
-    }
+    add_q8_0_block(acc, dw, a, i, si);
   }
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
@@ -250,10 +248,7 @@ void q4_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
     for (int j = 0; j < MR; ++j) isum[j] = summ[j] = _mm256_setzero_si256();
     for (int h = 0; h < 4; ++h) {
       const std::uint8_t* q = g + 160 + 256 * h;
-      _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kQ4_Kx8BlockBytes, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kQ4_Kx8BlockBytes + 64, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kQ4_Kx8BlockBytes + 128, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kQ4_Kx8BlockBytes + 192, _MM_HINT_T0);
+      prefetch_lines(q + 2 * kQ4_Kx8BlockBytes, 4);
       for (int e = 0; e < 2; ++e) {
         const int sb = 2 * h + e;
         __m256i s16[MR];
