@@ -8,65 +8,65 @@
 
 namespace lowbit {
 
-i64 q4_0x8_nbytes(i64 rows, i64 cols) {
-  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK4_0) * kQ4_0x8BlockBytes;
-}
+namespace {
 
-void repack_q4_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
-  using ggml::block_q4_0;
-  const i64 nb = cols / ggml::QK4_0, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
-  std::memset(dst, 0, static_cast<std::size_t>(q4_0x8_nbytes(rows, cols)));  // padding rows: d = 0, codes 0
+// Blocks of one fp16 scale and kChunks x 4 code bytes (q4_0 / iq4_nl: 4, q8_0: 8), 8 rows
+// interleaved per block: [8 scales][chunk 0: 4 bytes of each row] ... [chunk kChunks-1].
+template <int kChunks>
+constexpr i64 kD16x8BlockBytes = 16 + 32 * kChunks;
+
+template <class Block, int kChunks>
+void repack_d16x8(const std::uint8_t* native, i64 rows, i64 cols, i64 block_elems, std::uint8_t* dst) {
+  constexpr i64 BB = kD16x8BlockBytes<kChunks>;
+  const i64 nb = cols / block_elems, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(groups * nb * BB));  // padding rows: d = 0, codes 0
   for (i64 g = 0; g < groups; ++g)
     for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
-      const auto* src = reinterpret_cast<const block_q4_0*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      const auto* src = reinterpret_cast<const Block*>(native) + (g * kQ4_0x8Rows + r) * nb;
       for (i64 i = 0; i < nb; ++i) {
-        std::uint8_t* blk = dst + (g * nb + i) * kQ4_0x8BlockBytes;
+        std::uint8_t* blk = dst + (g * nb + i) * BB;
         std::memcpy(blk + 2 * r, &src[i].d, 2);
-        for (int c = 0; c < 4; ++c) std::memcpy(blk + 16 + 32 * c + 4 * r, src[i].qs + 4 * c, 4);
+        for (int c = 0; c < kChunks; ++c) std::memcpy(blk + 16 + 32 * c + 4 * r, src[i].qs + 4 * c, 4);
       }
     }
 }
 
-void unpack_q4_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
-  using ggml::block_q4_0;
-  const i64 nb = cols / ggml::QK4_0, g = r / kQ4_0x8Rows, rr = r % kQ4_0x8Rows;
-  auto* out = reinterpret_cast<block_q4_0*>(native_row);
+template <class Block, int kChunks>
+void unpack_d16x8_row(const std::uint8_t* packed, i64 r, i64 cols, i64 block_elems, std::uint8_t* native_row) {
+  constexpr i64 BB = kD16x8BlockBytes<kChunks>;
+  const i64 nb = cols / block_elems, g = r / kQ4_0x8Rows, rr = r % kQ4_0x8Rows;
+  auto* out = reinterpret_cast<Block*>(native_row);
   for (i64 i = 0; i < nb; ++i) {
-    const std::uint8_t* blk = packed + (g * nb + i) * kQ4_0x8BlockBytes;
+    const std::uint8_t* blk = packed + (g * nb + i) * BB;
     std::memcpy(&out[i].d, blk + 2 * rr, 2);
-    for (int c = 0; c < 4; ++c) std::memcpy(out[i].qs + 4 * c, blk + 16 + 32 * c + 4 * rr, 4);
+    for (int c = 0; c < kChunks; ++c) std::memcpy(out[i].qs + 4 * c, blk + 16 + 32 * c + 4 * rr, 4);
   }
+}
+
+static_assert(kD16x8BlockBytes<4> == kQ4_0x8BlockBytes);
+static_assert(kD16x8BlockBytes<8> == kQ8_0x8BlockBytes);
+
+}  // namespace
+
+i64 q4_0x8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK4_0) * kQ4_0x8BlockBytes;
+}
+void repack_q4_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  repack_d16x8<ggml::block_q4_0, 4>(native, rows, cols, ggml::QK4_0, dst);
+}
+void unpack_q4_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  unpack_d16x8_row<ggml::block_q4_0, 4>(packed, r, cols, ggml::QK4_0, native_row);
 }
 
 // ---- q8_0
 i64 q8_0x8_nbytes(i64 rows, i64 cols) {
   return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK8_0) * kQ8_0x8BlockBytes;
 }
-
 void repack_q8_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
-  using ggml::block_q8_0;
-  const i64 nb = cols / ggml::QK8_0, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
-  std::memset(dst, 0, static_cast<std::size_t>(q8_0x8_nbytes(rows, cols)));
-  for (i64 g = 0; g < groups; ++g)
-    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
-      const auto* src = reinterpret_cast<const block_q8_0*>(native) + (g * kQ4_0x8Rows + r) * nb;
-      for (i64 i = 0; i < nb; ++i) {
-        std::uint8_t* blk = dst + (g * nb + i) * kQ8_0x8BlockBytes;
-        std::memcpy(blk + 2 * r, &src[i].d, 2);
-        for (int c = 0; c < 8; ++c) std::memcpy(blk + 16 + 32 * c + 4 * r, src[i].qs + 4 * c, 4);
-      }
-    }
+  repack_d16x8<ggml::block_q8_0, 8>(native, rows, cols, ggml::QK8_0, dst);
 }
-
 void unpack_q8_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
-  using ggml::block_q8_0;
-  const i64 nb = cols / ggml::QK8_0, g = r / kQ4_0x8Rows, rr = r % kQ4_0x8Rows;
-  auto* out = reinterpret_cast<block_q8_0*>(native_row);
-  for (i64 i = 0; i < nb; ++i) {
-    const std::uint8_t* blk = packed + (g * nb + i) * kQ8_0x8BlockBytes;
-    std::memcpy(&out[i].d, blk + 2 * rr, 2);
-    for (int c = 0; c < 8; ++c) std::memcpy(out[i].qs + 4 * c, blk + 16 + 32 * c + 4 * rr, 4);
-  }
+  unpack_d16x8_row<ggml::block_q8_0, 8>(packed, r, cols, ggml::QK8_0, native_row);
 }
 
 // ---- q6_K
