@@ -240,42 +240,32 @@ void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes,
 void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeights& w, float* y,
                      const GgmlRepackKernels& rk) {
   const i64 K = w.cols, ab = w.act_row_bytes;
-  if (w.format == QType::Q6_K) {  // raw bsums in pairs
+  if (w.format == QType::Q6_K || w.format == QType::Q4_K) {
+    // Q8_K bsums (one per 16 codes) as int16 pairs in one int32: q6_K's sub-blocks are 16
+    // codes (each bsum), q4_K's are 32 (two bsums added)
+    const bool q6 = w.format == QType::Q6_K;
+    const int per = q6 ? 1 : 2, n_pairs = ggml::QK_K / 16 / (2 * per);
     const i64 nb = K / ggml::QK_K;
     thread_local std::vector<std::int32_t> pbuf;
-    std::int32_t* pairs = grow(pbuf, M * nb * 8);
+    std::int32_t* pairs = grow(pbuf, M * nb * n_pairs);
     std::vector<GgmlQ8KAct> act(static_cast<std::size_t>(M));
     for (i64 m = 0; m < M; ++m) {
       const auto* blk = reinterpret_cast<const ggml::block_q8_K*>(qa + m * ab);
-      std::int32_t* pm = pairs + m * nb * 8;
+      std::int32_t* pm = pairs + m * nb * n_pairs;
       for (i64 i = 0; i < nb; ++i)
-        for (int p = 0; p < 8; ++p) {
-          const auto lo = static_cast<std::uint16_t>(blk[i].bsums[2 * p]);
-          const auto hi = static_cast<std::uint16_t>(blk[i].bsums[2 * p + 1]);
-          pm[8 * i + p] = static_cast<std::int32_t>(static_cast<std::uint32_t>(lo) | (static_cast<std::uint32_t>(hi) << 16));
+        for (int p = 0; p < n_pairs; ++p) {
+          int lo = 0, hi = 0;
+          for (int t = 0; t < per; ++t) {
+            lo += blk[i].bsums[2 * per * p + t];
+            hi += blk[i].bsums[2 * per * p + per + t];
+          }
+          pm[n_pairs * i + p] = static_cast<std::int32_t>(static_cast<std::uint32_t>(static_cast<std::uint16_t>(lo)) |
+                                                         (static_cast<std::uint32_t>(static_cast<std::uint16_t>(hi)) << 16));
         }
       act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
     }
-    run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
-    return;
-  }
-  if (w.format == QType::Q4_K) {
-    const i64 nb = K / ggml::QK_K;
-    thread_local std::vector<std::int32_t> pbuf;
-    std::int32_t* pairs = grow(pbuf, M * nb * 4);
-    std::vector<GgmlQ8KAct> act(static_cast<std::size_t>(M));
-    for (i64 m = 0; m < M; ++m) {
-      const auto* blk = reinterpret_cast<const ggml::block_q8_K*>(qa + m * ab);
-      std::int32_t* pm = pairs + m * nb * 4;
-      for (i64 i = 0; i < nb; ++i)
-        for (int p = 0; p < 4; ++p) {
-          const auto lo = static_cast<std::uint16_t>(blk[i].bsums[4 * p] + blk[i].bsums[4 * p + 1]);
-          const auto hi = static_cast<std::uint16_t>(blk[i].bsums[4 * p + 2] + blk[i].bsums[4 * p + 3]);
-          pm[4 * i + p] = static_cast<std::int32_t>(static_cast<std::uint32_t>(lo) | (static_cast<std::uint32_t>(hi) << 16));
-        }
-      act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
-    }
-    run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4, nullptr);
+    if (q6) run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
+    else run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4, nullptr);
     return;
   }
   const i64 nb = K / ggml::QK8_0;
