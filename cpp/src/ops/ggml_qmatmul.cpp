@@ -2,6 +2,7 @@
 // blocks, the activation quantizers of llama.cpp's CPU backend, and the driver that splits
 // the product into fixed tiles of (weight rows x activation rows), each output one vec_dot.
 #include "lowbit/ggml_qmatmul.hpp"
+#include "matmul_rows.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -162,20 +163,8 @@ constexpr i64 kDecodeM = 8;       // M <= 8: tiles of 16 weight rows x all of x
 constexpr i64 kTileRows = 16;
 constexpr i64 kPrefillM = 64;     // else 16 weight rows x 64 rows of x
 
-template <class T>
-T* grow(std::vector<T>& v, i64 n) {
-  if (static_cast<i64>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
-  return v.data();
-}
-
-// Row m of x as float32 (widened from f16/bf16 into tmp when needed).
-const float* act_row(const void* x, ActDType xt, i64 ldx, i64 m, i64 K, float* tmp) {
-  if (xt == ActDType::F32) return static_cast<const float*>(x) + m * ldx;
-  const auto* h = static_cast<const std::uint16_t*>(x) + m * ldx;
-  const LinearKernels& lk = linear_kernels();
-  (xt == ActDType::F16 ? lk.widen_f16 : lk.widen_bf16)(h, K, tmp);
-  return tmp;
-}
+using matmul_rows::act_row;
+using matmul_rows::grow;
 
 bool all_finite(const float* x, i64 n) {
   float probe = 0.0f;  // x - x is NaN exactly when x is NaN or inf

@@ -2,6 +2,7 @@
 // the driver that quantizes activations and splits the product into fixed tiles, each run
 // by the kernels of one ISA (kernels/<isa>/qmatmul.cpp). Layout: lowbit/qmatmul.hpp.
 #include "lowbit/qmatmul.hpp"
+#include "matmul_rows.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -109,33 +110,11 @@ constexpr i64 kDecodeM = 8;
 constexpr i64 kPrefillRows = 64;  // else tiles of 64 weight rows x 128 rows of x
 constexpr i64 kPrefillM = 128;
 
-// Row m of x (any dtype) as float32 in padded column order: dst [padded_cols].
-void load_act_row(const void* x, ActDType xt, i64 ldx, i64 m, const PackedWeights& w, float* tmp, float* dst) {
-  const i64 K = w.cols, Kp = w.padded_cols();
-  const float* src;
-  if (xt == ActDType::F32) {
-    src = static_cast<const float*>(x) + m * ldx;
-  } else {
-    const auto* h = static_cast<const std::uint16_t*>(x) + m * ldx;
-    const LinearKernels& lk = linear_kernels();
-    (xt == ActDType::F16 ? lk.widen_f16 : lk.widen_bf16)(h, K, tmp);
-    src = tmp;
-  }
-  if (w.col_of.empty()) {
-    std::memcpy(dst, src, static_cast<std::size_t>(K) * sizeof(float));
-    std::fill(dst + K, dst + Kp, 0.0f);
-  } else {
-    for (i64 p = 0; p < Kp; ++p) {
-      const std::int32_t c = w.col_of[static_cast<std::size_t>(p)];
-      dst[p] = c < 0 ? 0.0f : src[c];
-    }
-  }
-}
+using matmul_rows::grow;
 
-template <class T>
-T* grow(std::vector<T>& v, i64 n) {
-  if (static_cast<i64>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
-  return v.data();
+// Row m of x in w's padded column order (matmul_rows.hpp).
+void load_act_row(const void* x, ActDType xt, i64 ldx, i64 m, const PackedWeights& w, float* tmp, float* dst) {
+  matmul_rows::load_act_row(x, xt, ldx, m, w.cols, w.padded_cols(), w.col_of, tmp, dst);
 }
 
 void run_q8_block(const void* x, ActDType xt, i64 M, i64 ldx, const PackedWeights& w, float* y,
