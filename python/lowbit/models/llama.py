@@ -283,12 +283,17 @@ class LlamaModel:
         if not self.native_loop:
             return None
         c = self.config
-        names = [f"model.layers.{i}.{n}" for i in range(c.num_hidden_layers) for n in BLOCK_LINEARS]
-        names.append(self._head_name())
-        weights = [self.weights[n + ".weight"] for n in names]
-        biases = [self._norms.get(n + ".bias") for n in names]
-        norms = [self._norms[f"model.layers.{i}.{n}.weight"] for i in range(c.num_hidden_layers)
-                 for n in ("input_layernorm", "post_attention_layernorm")] + [self._norms["model.norm.weight"]]
+        names = self.__dict__.get("_native_names")
+        if names is None:  # the tensor names the loop reads, built once (this runs every forward)
+            lin = [f"model.layers.{i}.{n}" for i in range(c.num_hidden_layers) for n in BLOCK_LINEARS]
+            lin.append(self._head_name())
+            norm = [f"model.layers.{i}.{n}.weight" for i in range(c.num_hidden_layers)
+                    for n in ("input_layernorm", "post_attention_layernorm")] + ["model.norm.weight"]
+            names = self.__dict__["_native_names"] = ([n + ".weight" for n in lin], [n + ".bias" for n in lin], norm)
+        w, nm = self.weights, self._norms
+        weights = [w[n] for n in names[0]]
+        biases = [nm.get(n) for n in names[1]]
+        norms = [nm[n] for n in names[2]]
         key = (*weights, *biases, *norms)
         cached = self.__dict__.get("_native")
         if cached is not None and cached[0] == self.matmul_act and all(a is b for a, b in zip(cached[1], key)):
