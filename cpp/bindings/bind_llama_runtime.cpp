@@ -48,8 +48,7 @@ LinearOp make_linear(const py::handle& w_o, const py::handle& b_o, const std::st
     op.apply = [w, mode](const float* x, i64 M, float* y) { ggml_qmatmul(x, ActDType::F32, M, w->cols, *w, mode, y); };
   } else if (py::isinstance<LutWeights>(w_o)) {
     auto w = w_o.cast<std::shared_ptr<LutWeights>>();
-    if (act == "int8_token")
-      throw Unsupported("act='int8_token' (W8A8) is not available for table formats (nf4/fp4, hqq, tinygemm, fp8)");
+    check_lut_act(act);
     op.rows = w->rows;
     op.cols = w->cols;
     op.apply = [w](const float* x, i64 M, float* y) { lut_qmatmul(x, ActDType::F32, M, w->cols, *w, y, lut_kernels()); };

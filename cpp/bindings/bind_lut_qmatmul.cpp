@@ -92,11 +92,7 @@ into a LutWeights for lut_qmatmul. codes: uint8 [out, in] (one code per byte); t
       [](const py::handle& x_o, const std::shared_ptr<LutWeights>& w, const std::string& act,
          const py::object& isa_o) {
         if (!w) throw TypeMismatch("w must be a LutWeights, got None");
-        if (act == "int8_token")
-          throw Unsupported("act='int8_token' (W8A8) needs 8-bit integer weights with one group per row; table "
-                            "formats (nf4/fp4, hqq, int4_tinygemm, fp8) run act='float32' (or 'int8', the same path)");
-        if (act != "int8" && act != "float32")
-          throw InvalidArgument(str_cat("act must be 'int8', 'float32' or 'int8_token', got '", act, "'"));
+        check_lut_act(act);
         const LutKernels& k = isa_o.is_none() ? lut_kernels() : lut_kernels(parse_isa(isa_o.cast<std::string>()));
         const ActivationArg X = activation_arg(x_o, w->cols);
         const i64 M = X.rows;

@@ -28,6 +28,16 @@ inline QActMode parse_ggml_act(const std::string& act, QType fmt) {
   throw InvalidArgument(str_cat("act must be 'int8' or 'float32' for GGUF formats, got '", act, "'"));
 }
 
+// act= of the table-lookup kernels (lowbit/lut_qmatmul.hpp): 'int8' and 'float32' both run the
+// float path; no W8A8.
+inline void check_lut_act(const std::string& act) {
+  if (act == "int8_token")
+    throw Unsupported("act='int8_token' (W8A8) needs 8-bit integer weights with one group per row; table "
+                      "formats (nf4/fp4, hqq, int4_tinygemm, fp8) run act='float32' (or 'int8', the same path)");
+  if (act != "int8" && act != "float32")
+    throw InvalidArgument(str_cat("act must be 'int8', 'float32' or 'int8_token', got '", act, "'"));
+}
+
 // x [M, cols] as the kernels read it: float32 / float16 / bfloat16 in place when its rows are
 // contiguous (float64 and others converted, strided arrays copied); `holder` keeps it alive.
 struct ActivationArg {
