@@ -339,6 +339,13 @@ class GPTQConfig(QuantConfig):
             "gptq_v2" (zeros stored as is).
         hessian_dtype (str, default "float32"): Hessian accumulation dtype, "float32" or
             "float64".
+        sink_weight (float, default 1.0): weight, in the Hessian, of the first ``sink_tokens``
+            tokens of every calibration window, > 0 (lowbit's extension; 1 = the paper's
+            Hessian). Those are the attention-sink tokens: every later token of the window
+            reads their keys and values, so their reconstruction error counts far more than
+            one token's share; see the notes in ``lowbit.pipeline``.
+        sink_tokens (int, default 1): how many leading tokens of each window ``sink_weight``
+            applies to, >= 0.
     """
 
     quant_method: ClassVar[str] = "gptq"
@@ -355,6 +362,8 @@ class GPTQConfig(QuantConfig):
     damp_auto_increment: float = 0.01
     checkpoint_format: str = "gptq"
     hessian_dtype: str = "float32"
+    sink_weight: float = 1.0
+    sink_tokens: int = 1
 
     def __post_init__(self) -> None:
         self._check(_check_choice, "bits", (2, 3, 4, 8))
@@ -366,6 +375,8 @@ class GPTQConfig(QuantConfig):
         self._check(_check_float_range, "damp_auto_increment", 0, 1, lo_incl=True)
         self._check(_check_choice, "checkpoint_format", ("gptq", "gptq_v2"))
         self._check(_check_choice, "hessian_dtype", ("float32", "float64"))
+        self._check(_check_float_range, "sink_weight", 0)
+        self._check(_check_int, "sink_tokens", lo=0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -300,8 +300,8 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
                         for x in run.step_inputs(k):
                             if todo and any(block_needs[n] for n in todo):
                                 if g.acc is None:
-                                    g.acc = HessianAccumulator(x.shape[-1])
-                                g.acc.add(x)
+                                    g.acc = _new_accumulator(todo, block_cfgs, x.shape[-1])
+                                g.acc.add(_sink_weighted(x, todo, block_cfgs))
                         if todo:
                             _quantize_group(weights, g, block_cfgs, block_needs, layer_stats, bar, i, extra)
                     if i + 1 < n_layers:
@@ -313,7 +313,7 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
                         todo = [n for n in names if n in block_cfgs]
                         if not todo:
                             continue
-                        groups = _capture(qmodel, i, acts, pos, todo, block_needs)
+                        groups = _capture(qmodel, i, acts, pos, todo, block_needs, block_cfgs)
                         for g in groups:
                             _quantize_group(weights, g, block_cfgs, block_needs, layer_stats, bar, i, extra)
             if partial is not None and i >= done_blocks:
@@ -391,8 +391,45 @@ class _StagedBlock:
         return out
 
 
+def _statistics_options(names: Sequence[str], cfgs: Mapping[str, QuantConfig]) -> tuple[str, int, float]:
+    """(accumulation dtype, sink tokens, sink weight) that the configs of linears sharing one
+    input ask for (GPTQConfig's hessian_dtype / sink_tokens / sink_weight; defaults else)."""
+    opts = set()
+    for n in names:
+        c = cfgs[n]
+        w = float(getattr(c, "sink_weight", 1.0))
+        opts.add((getattr(c, "hessian_dtype", "float32"), int(getattr(c, "sink_tokens", 0)) if w != 1.0 else 0, w))
+    if len(opts) > 1:
+        raise ValueError(f"{', '.join(names)} read one input, so they share one Hessian, but their configs ask for "
+                         f"different statistics (hessian_dtype, sink_tokens, sink_weight) {sorted(opts)}: "
+                         "give them the same values")
+    return opts.pop()
+
+
+def _new_accumulator(names: Sequence[str], cfgs: Mapping[str, QuantConfig], in_features: int) -> HessianAccumulator:
+    return HessianAccumulator(in_features, _statistics_options(names, cfgs)[0])
+
+
+def _sink_weighted(x: np.ndarray, names: Sequence[str], cfgs: Mapping[str, QuantConfig]) -> np.ndarray:
+    """One sample's inputs [T, in] with its first ``sink_tokens`` rows scaled by
+    sqrt(sink_weight), so that they count ``sink_weight`` times in X^T X.
+
+    Why: a window's first tokens are attention sinks (massive activations; most heads put
+    most of their weight on their keys/values), so an error in their hidden states reaches
+    every later token, while the plain Hessian weighs them as one token each. On SmolLM2-135M,
+    4-bit g128, 16 x 2048 WikiText-2 calibration, sink_weight=4 lowered the KL divergence to
+    the float model from 0.453 to 0.367 and the perplexity from 31.29 to 29.01 (RTN: 30.46).
+    Leaving those tokens out entirely (weight 0) is catastrophic (ppl 56)."""
+    _, k, w = _statistics_options(names, cfgs)
+    if k == 0:
+        return x
+    y = np.array(x, dtype=np.float32, copy=True)
+    y[:k] *= np.float32(np.sqrt(w))
+    return y
+
+
 def _capture(model: LlamaModel, i: int, acts: list[np.ndarray], pos: np.ndarray, todo: list[str],
-             needs: Mapping[str, tuple[str, ...]]) -> list[_Group]:
+             needs: Mapping[str, tuple[str, ...]], cfgs: Mapping[str, QuantConfig]) -> list[_Group]:
     """Run block ``i`` over every sample just far enough to see the inputs of the linears in
     ``todo`` and fold them into one accumulator per distinct input (one per _STEPS entry)."""
     groups: dict[str, _Group] = {}
@@ -408,8 +445,8 @@ def _capture(model: LlamaModel, i: int, acts: list[np.ndarray], pos: np.ndarray,
         if g is not None:
             if any(needs[n] for n in g.names):
                 if g.acc is None:
-                    g.acc = HessianAccumulator(x.shape[-1])
-                g.acc.add(x)
+                    g.acc = _new_accumulator(g.names, cfgs, x.shape[-1])
+                g.acc.add(_sink_weighted(x, g.names, cfgs))
             if name == stop_at:
                 raise _StopForward
 

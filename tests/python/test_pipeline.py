@@ -74,6 +74,34 @@ def test_gptq_first_block_sees_the_normed_embeddings(stories, calib):
         assert got.stats["shared_solve"] == [f"model.layers.0.self_attn.{m}" for m in ("q_proj", "k_proj", "v_proj")]
 
 
+@pytest.mark.parametrize("sink_tokens,sink_weight,dtype", [(1, 4.0, "float32"), (3, 16.0, "float64")])
+def test_sink_weighting_and_hessian_dtype_reach_the_hessian(stories, calib, sink_tokens, sink_weight, dtype):
+    """GPTQConfig's sink_weight/sink_tokens and hessian_dtype shape the pipeline's Hessian: block
+    0's q/k/v equal a hand-made GPTQ with each window's first sink_tokens rows counted
+    sink_weight times (rows scaled by sqrt(w)), accumulated in that dtype."""
+    cfg = lb.GPTQConfig(bits=4, group_size=32, sink_weight=sink_weight, sink_tokens=sink_tokens, hessian_dtype=dtype)
+    q = lb.quantize_model(stories, cfg, calib, progress=False, per_layer={r"layers\.[1-9]": None})
+    acc = lb.HessianAccumulator(stories.config.hidden_size, dtype)
+    w = stories.weights["model.layers.0.input_layernorm.weight"]
+    for t in calib.tokens:
+        x = lb._core.rms_norm(stories.embed(t), np.asarray(w), stories.config.rms_norm_eps)
+        x[:sink_tokens] *= np.float32(np.sqrt(sink_weight))
+        acc.add(x)
+    plain = lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32), calib, progress=False,
+                              per_layer={r"layers\.[1-9]": None})
+    for n in ("q_proj", "k_proj", "v_proj"):
+        name = f"model.layers.0.self_attn.{n}.weight"
+        assert same(q.weights[name], lb.quantize(np.asarray(stories.weights[name]), cfg, hessian=acc)), name
+    assert not all(same(q.weights[f"model.layers.0.self_attn.{n}.weight"],
+                        plain.weights[f"model.layers.0.self_attn.{n}.weight"]) for n in ("q_proj", "k_proj", "v_proj"))
+
+
+def test_linears_sharing_an_input_must_agree_on_its_statistics(stories, calib):
+    with pytest.raises(ValueError, match="share one Hessian"):
+        lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32), calib, progress=False,
+                          per_layer={r"self_attn\.k_proj": lb.GPTQConfig(bits=4, group_size=32, sink_weight=2.0)})
+
+
 def test_gptq_beats_rtn_and_sequential_modes_differ(stories, calib, text):
     base = perplexity(stories, text, seq_len=256).ppl
     r = {}

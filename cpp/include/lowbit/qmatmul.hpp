@@ -9,6 +9,11 @@
 //   - codes of bits <= 4 are stored as nibbles (block = 16 bytes: byte j holds the codes of
 //     columns j and j + 16, low nibble first), unsigned; codes of 5..8 bits as bytes
 //     (block = 32 bytes) holding code - 128 as int8;
+//   - nibble rows are interleaved in groups of kNibbleRowGroup = 4: the 4 rows' blocks b sit
+//     side by side (64 bytes, one cache line), so decode streams one contiguous line per 4
+//     rows and one 32-byte load holds a pair of rows (kernels/qmatmul_x86_impl.hpp). Rows are
+//     padded to a multiple of 4 with zero codes, scales and offsets. Byte rows are not
+//     interleaved. Block b of row r: row_codes(r) + b * block_stride();
 //   - each (row, group) keeps scale s and offset m with W_hat = s * stored + m
 //     (nibbles: m = -s*z; bytes: m = s*(128 - z)). A float offset also covers formats whose
 //     zero is not an integer (GGUF Q4_1 "min", HQQ), which can be repacked into this layout.
@@ -50,7 +55,8 @@
 
 namespace lowbit {
 
-constexpr i64 kQBlock = 32;  // columns per kernel block
+constexpr i64 kQBlock = 32;         // columns per kernel block
+constexpr i64 kNibbleRowGroup = 4;  // nibble rows interleaved per block (64 bytes)
 
 enum class QContainer : int { Nibble = 0, Byte = 1 };
 
@@ -62,19 +68,26 @@ struct PackedWeights {
   int bits = 4;
   QContainer container = QContainer::Nibble;
   i64 rows = 0, cols = 0;
-  i64 n_blocks = 0;  // 32-column blocks per row (padded)
+  i64 row_group = 1;  // rows interleaved per block: kNibbleRowGroup for nibbles, else 1
+  i64 n_blocks = 0;   // 32-column blocks per row (padded)
   i64 n_groups = 0;
   std::vector<std::int32_t> group_block;  // [n_groups + 1] first block of each group
   std::vector<std::int32_t> col_of;       // [n_blocks * 32] source column, -1 = pad; empty: identity
                                           // (padded position p < cols reads column p)
-  std::vector<std::uint8_t> codes;        // [rows, n_blocks * block_bytes()]
-  std::vector<float> scale, offset;       // [rows, n_groups]
+  std::vector<std::uint8_t> codes;        // [padded_rows() / row_group, n_blocks, row_group, block_bytes()]
+  std::vector<float> scale, offset;       // [padded_rows(), n_groups]
   std::vector<std::int32_t> zero_adj;     // [rows] (128 - z) when one integer group (W8A8); else empty
 
   i64 padded_cols() const { return n_blocks * kQBlock; }
   i64 block_bytes() const { return container == QContainer::Nibble ? 16 : 32; }
   i64 row_bytes() const { return n_blocks * block_bytes(); }
-  const std::uint8_t* row_codes(i64 r) const { return codes.data() + r * row_bytes(); }
+  i64 padded_rows() const { return (rows + row_group - 1) / row_group * row_group; }
+  // Bytes from block b of a row to its block b + 1.
+  i64 block_stride() const { return row_group * block_bytes(); }
+  // Block 0 of row r (r < padded_rows()); block b is at + b * block_stride().
+  const std::uint8_t* row_codes(i64 r) const {
+    return codes.data() + ((r / row_group) * n_blocks * row_group + r % row_group) * block_bytes();
+  }
   // Bytes a decode step streams: codes + scales + offsets.
   i64 nbytes() const {
     return static_cast<i64>(codes.size() + 4 * (scale.size() + offset.size()));

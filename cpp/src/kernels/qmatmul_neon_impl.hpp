@@ -118,7 +118,7 @@ void quantize_row_q8(const float* xp, i64 n_blocks, std::int8_t* a, float* d, st
 // on which other rows share its call (batch invariance, as the x86 kernels).
 template <QContainer C, int NR, int MR>
 void tile_q8(const PackedWeights& w, i64 r, const ActQ8& a, i64 m, float* out, i64 ldy) {
-  const i64 K = w.padded_cols(), G = w.n_groups, bb = w.block_bytes();
+  const i64 K = w.padded_cols(), G = w.n_groups, bstride = w.block_stride();  // block to block within a row
   const std::uint8_t* wr[NR];
   const float* sr[NR];
   for (int i = 0; i < NR; ++i) {
@@ -140,7 +140,7 @@ void tile_q8(const PackedWeights& w, i64 r, const ActQ8& a, i64 m, float* out, i
       for (int i = 0; i < NR; ++i) gacc[j][i] = vdupq_n_f32(0.0f);
     for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
       int8x16_t w0[NR], w1[NR];
-      for (int i = 0; i < NR; ++i) load_block<C>(wr[i] + b * bb, w0[i], w1[i]);
+      for (int i = 0; i < NR; ++i) load_block<C>(wr[i] + b * bstride, w0[i], w1[i]);
       for (int j = 0; j < MR; ++j) {
         const int8x16_t a0 = vld1q_s8(am[j] + b * kQBlock), a1 = vld1q_s8(am[j] + b * kQBlock + 16);
         const float dv = dm[j][b];
@@ -199,7 +199,7 @@ inline float32x4_t widen_to_f32(int8x16_t v, int quarter) {
 
 template <QContainer C>
 void dequantize_rows_c(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
-  const i64 K = w.padded_cols(), bb = w.block_bytes();
+  const i64 K = w.padded_cols(), bstride = w.block_stride();  // block to block within a row
   for (i64 r = r0; r < r0 + rb; ++r) {
     const std::uint8_t* wr = w.row_codes(r);
     float* out = dst + (r - r0) * K;
@@ -208,7 +208,7 @@ void dequantize_rows_c(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
       const float32x4_t off = vdupq_n_f32(w.offset[r * w.n_groups + g]);
       for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
         int8x16_t v[2];
-        load_block<C>(wr + b * bb, v[0], v[1]);
+        load_block<C>(wr + b * bstride, v[0], v[1]);
         for (int i = 0; i < 8; ++i) {
           // s * v + off rounded twice, as the scalar definition (no fused multiply-add)
           const float32x4_t f = vaddq_f32(vmulq_f32(s, widen_to_f32<C>(v[i >> 2], i & 3)), off);

@@ -36,6 +36,12 @@ constexpr int kQ8Rows = 4, kQ8Acts = 3, kS8Rows = 4, kS8Acts = 3;
 #else
 constexpr int kQ8Rows = 4, kQ8Acts = 2, kS8Rows = 2, kS8Acts = 4;
 #endif
+// Activation rows per nibble tile of one row pair (2 accumulators per activation row).
+#if defined(__AVX512F__)
+constexpr int kNibbleActs = 6;
+#else
+constexpr int kNibbleActs = 4;
+#endif
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -151,12 +157,13 @@ void quantize_row_q8(const float* xp, i64 n_blocks, std::int8_t* a, float* d, st
   }
 }
 
-// ---- int8-activation GEMM --------------------------------------------------------------
-// An NR x MR tile: weight rows wr[0..NR) (blocks of bb bytes; Unpacked: 32 codes a block, as
-// written by unpack_rows), activation rows m..m+MR; out[j * ldy + i].
-template <QContainer C, bool Unpacked, int NR, int MR>
-void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 r, const ActQ8& a, i64 m, float* out,
-             i64 ldy) {
+// ---- int8-activation GEMM, int8 weights ----------------------------------------------------
+// An NR x MR tile: weight rows wr[0..NR) (block b at wr[i] + b * stride), activation rows
+// m..m+MR; out[j * ldy + i].
+template <int NR, int MR>
+void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 stride, i64 r, const ActQ8& a, i64 m,
+             float* out, i64 ldy) {
+  constexpr QContainer C = QContainer::Byte;
   const i64 K = w.padded_cols(), G = w.n_groups;
   const float* sr[NR];
   for (int i = 0; i < NR; ++i) sr[i] = w.scale.data() + (r + i) * G;
@@ -169,10 +176,9 @@ void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 
   __m256 acc[MR][NR];
   for (int j = 0; j < MR; ++j)
     for (int i = 0; i < NR; ++i) acc[j][i] = _mm256_setzero_ps();
-  // Per-group accumulators: the weight scale is applied once per group, not once per block
-  // (llvm-mca, znver3, 4x2 nibble tile: 1.0 instead of 1.5 cycles per 32 MACs). Every tile
-  // shape runs the same per-output operations, so a row's result never depends on which
-  // other rows share its call (batch invariance; tests/python/test_qmatmul.py checks).
+  // Per-group accumulators: the weight scale is applied once per group, not once per block.
+  // Every tile shape runs the same per-output operations, so a row's result never depends on
+  // which other rows share its call (batch invariance; tests/python/test_qmatmul.py checks).
   for (i64 g = 0; g < G; ++g) {
     __m256 sv[NR], gacc[MR][NR];
     for (int i = 0; i < NR; ++i) sv[i] = _mm256_broadcast_ss(sr[i] + g);
@@ -182,8 +188,7 @@ void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 
       LOWBIT_MCA_BEGIN("q8")
       __m256i wv[NR], wu[NR];
       for (int i = 0; i < NR; ++i) {
-        if constexpr (Unpacked) wv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[i] + b * bb));
-        else wv[i] = load_block<C>(wr[i] + b * bb);
+        wv[i] = load_block<C>(wr[i] + b * stride);
         wu[i] = unsigned_operand<C>(wv[i]);
       }
       for (int j = 0; j < MR; ++j) {
@@ -205,62 +210,150 @@ void tile_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 
   }
 }
 
-// Nibble rows [r, r + n) as one code per byte: dst [n, padded_cols()].
-void unpack_rows(const PackedWeights& w, i64 r, i64 n, std::uint8_t* dst) {
-  const i64 K = w.padded_cols();
-  for (i64 i = 0; i < n; ++i)
-    for (i64 b = 0; b < w.n_blocks; ++b)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i * K + b * kQBlock),
-                          load_block<QContainer::Nibble>(w.row_codes(r + i) + b * 16));
-}
-
 // Rows r..r+NR against activation rows [m0, m0+mb) in steps of MR (then 1).
-template <QContainer C, bool Unpacked, int NR, int MR>
-void rows_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 bb, i64 r, const ActQ8& a, i64 m0, i64 mb,
+template <int NR, int MR>
+void rows_q8(const PackedWeights& w, const std::uint8_t* const* wr, i64 stride, i64 r, const ActQ8& a, i64 m0, i64 mb,
              float* y, i64 ldy) {
   i64 m = m0;
-  for (; m + MR <= m0 + mb; m += MR) tile_q8<C, Unpacked, NR, MR>(w, wr, bb, r, a, m, y + (m - m0) * ldy, ldy);
-  for (; m < m0 + mb; ++m) tile_q8<C, Unpacked, NR, 1>(w, wr, bb, r, a, m, y + (m - m0) * ldy, ldy);
+  for (; m + MR <= m0 + mb; m += MR) tile_q8<NR, MR>(w, wr, stride, r, a, m, y + (m - m0) * ldy, ldy);
+  for (; m < m0 + mb; ++m) tile_q8<NR, 1>(w, wr, stride, r, a, m, y + (m - m0) * ldy, ldy);
 }
 
-template <QContainer C, int NR, int MR>
-void gemm_q8_c(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
+void gemm_q8_bytes(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
+  constexpr int NR = kQ8Rows;
   const std::uint8_t* wr[NR];
-  const bool unpack = C == QContainer::Nibble && mb > 8;  // prefill: unpack each code once per tile
-  thread_local std::vector<std::uint8_t> buf;
-  if (unpack && static_cast<i64>(buf.size()) < NR * w.padded_cols()) buf.resize(static_cast<std::size_t>(NR * w.padded_cols()));
-  i64 r = r0;
-  for (; r < r0 + rb; r += NR) {
+  for (i64 r = r0; r < r0 + rb; r += NR) {
     const i64 n = std::min<i64>(NR, r0 + rb - r);
     float* yr = y + (r - r0);
-    if (unpack) {
-      unpack_rows(w, r, n, buf.data());
-      for (i64 i = 0; i < n; ++i) wr[i] = buf.data() + i * w.padded_cols();
-      if (n == NR) {
-        rows_q8<C, true, NR, MR>(w, wr, kQBlock, r, a, m0, mb, yr, ldy);
-      } else {
-        for (i64 i = 0; i < n; ++i) rows_q8<C, true, 1, MR>(w, wr + i, kQBlock, r + i, a, m0, mb, yr + i, ldy);
-      }
+    for (i64 i = 0; i < n; ++i) wr[i] = w.row_codes(r + i);
+    if (n == NR) {
+      rows_q8<NR, kQ8Acts>(w, wr, w.block_stride(), r, a, m0, mb, yr, ldy);
     } else {
-      for (i64 i = 0; i < n; ++i) wr[i] = w.row_codes(r + i);
-      if (n == NR) {
-        rows_q8<C, false, NR, MR>(w, wr, w.block_bytes(), r, a, m0, mb, yr, ldy);
-      } else {
-        for (i64 i = 0; i < n; ++i) rows_q8<C, false, 1, MR>(w, wr + i, w.block_bytes(), r + i, a, m0, mb, yr + i, ldy);
+      for (i64 i = 0; i < n; ++i) rows_q8<1, kQ8Acts>(w, wr + i, w.block_stride(), r + i, a, m0, mb, yr + i, ldy);
+    }
+  }
+}
+
+// ---- int8-activation GEMM, nibble weights (4-row interleaved blocks) ------------------------
+// A block of 4 rows is 64 bytes, row i's 16 bytes at 16i (lowbit/qmatmul.hpp), so one 32-byte
+// load holds a pair of rows A | B. Its low nibbles (columns 0..15 of each row) go against
+// columns 0..15 of the activation block broadcast to both halves, its high nibbles (columns
+// 16..31) against columns 16..31: two maddubs, one add, one madd(1) give 8 int32 lanes, lanes
+// 0..3 row A and 4..7 row B, lane l = the exact dot over columns {4l..4l+3, 16+4l..16+4l+3}
+// (int16 partial sums <= 4 * 15 * 127: no saturation). No per-row shuffle and one convert per
+// pair: the decode body is about 5 ops per 32 MACs instead of 8.
+// Float, per lane: gacc += float(lane) * d_b over a group's blocks, acc += gacc * s_g; a row's
+// output = (l0 + l2) + (l1 + l3) + offsets . gsum. Every tile shape runs these same operations
+// per output, so results are batch invariant and independent of the thread count.
+
+// 8 int32 lanes of a row pair's block dot (see above), exact.
+inline __m256i dot_pair(__m256i lo, __m256i hi, __m256i alo, __m256i ahi) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, alo), hi, ahi);
+#else
+  const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+  return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+#endif
+}
+
+inline float hsum4(__m128 v) {
+  const __m128 s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+// NP row pairs starting at row r (r even; pair p = rows r+2p, r+2p+1 of one interleaved group)
+// x MR activation rows from m; out[j * ldy + i] for the first nr (<= 2 NP) rows.
+template <int NP, int MR>
+void tile_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m, float* out, i64 ldy) {
+  const i64 K = w.padded_cols(), G = w.n_groups, stride = w.block_stride();
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const std::uint8_t* wp[NP];
+  const float* sp[NP];
+  for (int p = 0; p < NP; ++p) {
+    wp[p] = w.row_codes(r + 2 * p);
+    sp[p] = w.scale.data() + (r + 2 * p) * G;
+  }
+  const std::int8_t* am[MR];
+  const float* dm[MR];
+  for (int j = 0; j < MR; ++j) {
+    am[j] = a.q + (m + j) * K;
+    dm[j] = a.d + (m + j) * a.n_blocks;
+  }
+  __m256 acc[MR][NP];
+  for (int j = 0; j < MR; ++j)
+    for (int p = 0; p < NP; ++p) acc[j][p] = _mm256_setzero_ps();
+  for (i64 g = 0; g < G; ++g) {
+    __m256 gacc[MR][NP];
+    for (int j = 0; j < MR; ++j)
+      for (int p = 0; p < NP; ++p) gacc[j][p] = _mm256_setzero_ps();
+    for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
+      LOWBIT_MCA_BEGIN("nibble")
+      __m256i lo[NP], hi[NP];
+      for (int p = 0; p < NP; ++p) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp[p] + b * stride));
+        lo[p] = _mm256_and_si256(q, m4);
+        hi[p] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      }
+      for (int j = 0; j < MR; ++j) {
+        const std::int8_t* ab = am[j] + b * kQBlock;
+        const __m256i alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab)));
+        const __m256i ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab + 16)));
+        const __m256 dv = _mm256_broadcast_ss(dm[j] + b);
+        for (int p = 0; p < NP; ++p)
+          gacc[j][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_pair(lo[p], hi[p], alo, ahi)), dv, gacc[j][p]);
+      }
+      LOWBIT_MCA_END("nibble")
+    }
+    for (int p = 0; p < NP; ++p) {
+      // lanes 0..3 take row A's scale, 4..7 row B's
+      const __m256 sv = _mm256_set_m128(_mm_broadcast_ss(sp[p] + G + g), _mm_broadcast_ss(sp[p] + g));
+      for (int j = 0; j < MR; ++j) acc[j][p] = _mm256_fmadd_ps(gacc[j][p], sv, acc[j][p]);
+    }
+  }
+  for (int j = 0; j < MR; ++j) {
+    const float* gs = a.gsum + (m + j) * a.n_groups;
+    for (int p = 0; p < NP; ++p) {
+      const __m128 halves[2] = {_mm256_castps256_ps128(acc[j][p]), _mm256_extractf128_ps(acc[j][p], 1)};
+      for (int h = 0; h < 2; ++h) {
+        const i64 i = 2 * p + h;
+        if (i < nr) out[j * ldy + i] = hsum4(halves[h]) + dot_f32(w.offset.data() + (r + i) * G, gs, G);
       }
     }
   }
 }
 
+// Pairs at r.. (2 NP rows, nr valid) against activation rows [m0, m0+mb) in steps of MR (then 1).
+template <int NP, int MR>
+void rows_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m0, i64 mb, float* y, i64 ldy) {
+  i64 m = m0;
+  for (; m + MR <= m0 + mb; m += MR) tile_nibble<NP, MR>(w, r, nr, a, m, y + (m - m0) * ldy, ldy);
+  for (; m < m0 + mb; ++m) tile_nibble<NP, 1>(w, r, nr, a, m, y + (m - m0) * ldy, ldy);
+}
+
+void gemm_q8_nibbles(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
+  // r0 is a multiple of the row group (the driver's tiles are), so every group is whole in
+  // the padded storage; rows past rb are computed and not written.
+  for (i64 r = r0; r < r0 + rb; r += kNibbleRowGroup) {
+    const i64 nr = std::min<i64>(kNibbleRowGroup, r0 + rb - r);
+    float* yr = y + (r - r0);
+    if (mb <= 2) {  // decode: both pairs of the group in one pass over its cache lines
+      rows_nibble<2, 1>(w, r, nr, a, m0, mb, yr, ldy);
+    } else {
+      rows_nibble<1, kNibbleActs>(w, r, nr, a, m0, mb, yr, ldy);
+      if (nr > 2) rows_nibble<1, kNibbleActs>(w, r + 2, nr - 2, a, m0, mb, yr + 2, ldy);
+    }
+  }
+}
+
 void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
-  if (w.container == QContainer::Nibble) gemm_q8_c<QContainer::Nibble, kQ8Rows, kQ8Acts>(w, a, m0, mb, r0, rb, y, ldy);
-  else gemm_q8_c<QContainer::Byte, kQ8Rows, kQ8Acts>(w, a, m0, mb, r0, rb, y, ldy);
+  if (w.container == QContainer::Nibble) gemm_q8_nibbles(w, a, m0, mb, r0, rb, y, ldy);
+  else gemm_q8_bytes(w, a, m0, mb, r0, rb, y, ldy);
 }
 
 // ---- float path: rows of W_hat ---------------------------------------------------------
 template <QContainer C>
 void dequantize_rows_c(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
-  const i64 K = w.padded_cols(), bb = w.block_bytes();
+  const i64 K = w.padded_cols(), stride = w.block_stride();
   for (i64 r = r0; r < r0 + rb; ++r) {
     const std::uint8_t* wr = w.row_codes(r);
     float* out = dst + (r - r0) * K;
@@ -268,7 +361,7 @@ void dequantize_rows_c(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
       const __m256 s = _mm256_set1_ps(w.scale[r * w.n_groups + g]);
       const __m256 off = _mm256_set1_ps(w.offset[r * w.n_groups + g]);
       for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
-        const __m256i v = load_block<C>(wr + b * bb);
+        const __m256i v = load_block<C>(wr + b * stride);
         const __m128i h[2] = {_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)};
         for (int i = 0; i < 4; ++i) {
           const __m128i part = i & 1 ? _mm_srli_si128(h[i >> 1], 8) : h[i >> 1];

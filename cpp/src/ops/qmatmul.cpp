@@ -28,6 +28,7 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
   w.container = sh.bits <= 4 ? QContainer::Nibble : QContainer::Byte;
   w.rows = sh.rows;
   w.cols = sh.cols;
+  w.row_group = w.container == QContainer::Nibble ? kNibbleRowGroup : 1;
   const i64 G = sh.n_groups();
   w.n_groups = G;
 
@@ -64,10 +65,11 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
     }
   }
 
-  const i64 bb = w.block_bytes();
-  w.codes.assign(static_cast<std::size_t>(sh.rows * w.row_bytes()), 0);
-  w.scale.resize(static_cast<std::size_t>(sh.rows * G));
-  w.offset.resize(static_cast<std::size_t>(sh.rows * G));
+  const i64 stride = w.block_stride();
+  // pad rows (up to padded_rows()) keep zero codes, scales and offsets: their outputs are 0
+  w.codes.assign(static_cast<std::size_t>(w.padded_rows() * w.row_bytes()), 0);
+  w.scale.assign(static_cast<std::size_t>(w.padded_rows() * G), 0.0f);
+  w.offset.assign(static_cast<std::size_t>(w.padded_rows() * G), 0.0f);
   if (sh.bits == 8 && G == 1) w.zero_adj.resize(static_cast<std::size_t>(sh.rows));
   const i64 in_row_bytes = sh.row_bytes();
   parallel_for(
@@ -75,16 +77,17 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
       [&](i64 r) {
         std::vector<std::uint8_t> codes(static_cast<std::size_t>(sh.cols));
         unpack_codes(q.qweight + r * in_row_bytes, sh.cols, sh.bits, codes.data());
-        std::uint8_t* dst = w.codes.data() + r * w.row_bytes();
+        // rows of one interleaved group write disjoint bytes: safe in parallel
+        std::uint8_t* dst = w.codes.data() + (w.row_codes(r) - w.codes.data());
         for (i64 p = 0; p < Kp; ++p) {
           const i64 c = identity ? (p < sh.cols ? p : -1) : w.col_of[static_cast<std::size_t>(p)];
           if (c < 0) continue;  // pad: stored 0 (its activation is 0)
           const int code = codes[static_cast<std::size_t>(c)];
           const i64 b = p / kQBlock, j = p % kQBlock;
           if (w.container == QContainer::Nibble)
-            dst[b * bb + (j & 15)] |= static_cast<std::uint8_t>(code << ((j >> 4) * 4));
+            dst[b * stride + (j & 15)] |= static_cast<std::uint8_t>(code << ((j >> 4) * 4));
           else
-            dst[b * bb + j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(code - 128));
+            dst[b * stride + j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(code - 128));
         }
         const i64 sr = sh.per_tensor ? 0 : r;
         for (i64 g = 0; g < G; ++g) {
@@ -188,7 +191,7 @@ void run_f32(const void* x, ActDType xt, i64 M, i64 ldx, const PackedWeights& w,
 
 void run_q8_token(const void* x, ActDType xt, i64 M, i64 ldx, const PackedWeights& w, float* y,
                   const QMatmulKernels& k) {
-  if (w.zero_adj.empty())
+  if (w.zero_adj.empty() || w.row_group != 1)
     throw Unsupported(str_cat("act='int8_token' (W8A8) needs 8-bit weights with one group per row, got int",
                               w.bits, " with ", w.n_groups, " groups per row"));
   const i64 Kp = w.padded_cols(), N = w.rows;

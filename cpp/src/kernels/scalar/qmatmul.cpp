@@ -46,7 +46,7 @@ void quantize_row_q8(const float* xp, i64 n_blocks, std::int8_t* a, float* d, st
 }
 
 void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
-  const i64 K = w.padded_cols(), bb = w.block_bytes();
+  const i64 K = w.padded_cols(), bstride = w.block_stride();  // block to block within a row
   for (i64 m = m0; m < m0 + mb; ++m) {
     const std::int8_t* am = a.q + m * K;
     const float* dm = a.d + m * a.n_blocks;
@@ -60,7 +60,7 @@ void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64
         float ag = 0.0f;
         for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
           std::int32_t dot = 0;
-          for (int j = 0; j < kQBlock; ++j) dot += stored(w, wr + b * bb, j) * am[b * kQBlock + j];
+          for (int j = 0; j < kQBlock; ++j) dot += stored(w, wr + b * bstride, j) * am[b * kQBlock + j];
           ag += dm[b] * static_cast<float>(dot);
         }
         acc += s[g] * ag + off[g] * gs[g];
@@ -71,7 +71,7 @@ void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64
 }
 
 void dequantize_rows(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
-  const i64 K = w.padded_cols(), bb = w.block_bytes();
+  const i64 K = w.padded_cols(), bstride = w.block_stride();  // block to block within a row
   for (i64 r = r0; r < r0 + rb; ++r) {
     const std::uint8_t* wr = w.row_codes(r);
     float* out = dst + (r - r0) * K;
@@ -79,7 +79,7 @@ void dequantize_rows(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
       const float s = w.scale[r * w.n_groups + g], off = w.offset[r * w.n_groups + g];
       for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b)
         for (int j = 0; j < kQBlock; ++j)
-          out[b * kQBlock + j] = s * static_cast<float>(stored(w, wr + b * bb, j)) + off;
+          out[b * kQBlock + j] = s * static_cast<float>(stored(w, wr + b * bstride, j)) + off;
     }
   }
 }
