@@ -68,6 +68,24 @@ Immutable; made by prepare_grouped and used by qmatmul.)doc")
       "PackedWeights for qmatmul. Done once per weight.");
 
   m.def(
+      "prepare_affine",
+      [](const py::handle& codes_o, const py::handle& scale_o, const py::handle& offset_o, int bits,
+         i64 group_size) {
+        auto codes = exact_array<std::uint8_t>(codes_o, "codes", {-1, -1});
+        const i64 rows = codes.shape(0), cols = codes.shape(1);
+        LOWBIT_CHECK(group_size > 0 && cols % group_size == 0, "group_size must divide in_features=", cols, ", got ",
+                     group_size);
+        auto sc = exact_array<float>(scale_o, "scale", {rows, cols / group_size});
+        auto off = exact_array<float>(offset_o, "offset", {rows, cols / group_size});
+        py::gil_scoped_release release;
+        return prepare_affine(codes.data(), sc.data(), off.data(), bits, rows, cols, group_size);
+      },
+      py::arg("codes"), py::arg("scale"), py::arg("offset"), py::arg("bits"), py::arg("group_size"),
+      "W_hat = scale[r, g] * codes[r, c] + offset[r, g] (codes uint8 [out, in] < 2^bits, bits <= 4; scale/offset "
+      "float32 [out, in / group_size]) -> PackedWeights for qmatmul: affine formats with a float zero (HQQ, "
+      "int4 tinygemm) on the grouped-int kernels. Done once per weight.");
+
+  m.def(
       "qmatmul",
       [](const py::handle& x_o, const std::shared_ptr<PackedWeights>& w, const std::string& act,
          const py::object& isa_o) {

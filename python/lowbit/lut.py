@@ -28,6 +28,12 @@ plus that term, which the tests add.
 ``act``: the kernels take float activations only; ``"int8"`` (QuantizedTensor.matmul's
 default) runs the same float path, ``"int8_token"`` raises NotImplementedError.
 
+``q.prepare()`` of HQQ up to 4 bits and of int4_tinygemm uses the grouped-int kernels instead
+(:func:`affine_kernel`, ``_core.prepare_affine``): their weights are ``s * code + offset`` with
+integer codes, which is that layout with a float offset, so ``act="int8"`` gets the int8-block
+decode and prefill kernels of GPTQ/AWQ weights, and ``"float32"`` the same ``W_hat`` as here.
+The table-lookup kernel stays their float reference (``prepare_hqq`` / ``prepare_tinygemm``).
+
 Formats the kernel does not cover return None from their prepare (QuantizedTensor.matmul then
 dequantizes): HQQ with ``axis=0`` (a different group for every column of a row).
 """
@@ -46,7 +52,8 @@ from .tensor import PackedKernel
 if TYPE_CHECKING:
     from .tensor import QuantizedTensor
 
-__all__ = ["LutKernel", "lut_kernel", "prepare_bnb4", "prepare_fp8", "prepare_hqq", "prepare_tinygemm"]
+__all__ = ["LutKernel", "affine_kernel", "hqq_kernel", "lut_kernel", "prepare_bnb4", "prepare_fp8", "prepare_hqq",
+           "prepare_tinygemm", "tinygemm_kernel"]
 
 
 class LutKernel(PackedKernel):
@@ -108,25 +115,54 @@ def prepare_bnb4(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.ndarray
     return lut_kernel(codes[:n].reshape(out, inp), code4(q.format), scale, None, gs)
 
 
-def prepare_hqq(q: "QuantizedTensor", scale: np.ndarray, zero: np.ndarray) -> LutKernel | None:
-    """hqq<b> with axis=1 (scale/zero float32 [n groups, 1]): table 0..2^b-1, offset -z*s."""
-    if q.params.get("axis") != 1:
-        return None
+def _hqq_parts(q: "QuantizedTensor", scale: np.ndarray, zero: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """hqq<b>, axis=1: codes uint8 [out, in], scale s and offset -z*s per (row, kernel group), group."""
     out, inp = q.shape
     codes = _core.unpack_codes(q.arrays["qweight"], q.bits, inp)
     gs = _row_groups(q.group_size, inp)
     s = _per_row(scale, q.group_size, out, inp, gs)
     z = _per_row(zero, q.group_size, out, inp, gs)
+    return codes, s, -z * s, gs
+
+
+def prepare_hqq(q: "QuantizedTensor", scale: np.ndarray, zero: np.ndarray) -> LutKernel | None:
+    """hqq<b> with axis=1 (scale/zero float32 [n groups, 1]): table 0..2^b-1, offset -z*s."""
+    if q.params.get("axis") != 1:
+        return None
+    codes, s, offset, gs = _hqq_parts(q, scale, zero)
     table = np.arange(16 if q.bits <= 4 else 256, dtype=np.float32)
-    return lut_kernel(codes, table, s, -z * s, gs)
+    return lut_kernel(codes, table, s, offset, gs)
+
+
+def affine_kernel(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray, bits: int, group_size: int) -> PackedKernel:
+    """``W_hat = scale * code + offset`` with a float zero (codes < 2^bits <= 16) on the grouped-int
+    kernels (``_core.prepare_affine``, lowbit/qmatmul.hpp): ``act="int8"`` quantizes activations to
+    int8 blocks (the fast decode path of GPTQ/AWQ weights), ``"float32"`` multiplies dequantized
+    tiles, which hold the table-lookup kernel's very ``W_hat`` (``s * code + offset``, two roundings)."""
+    return PackedKernel(_core.qmatmul, _core.prepare_affine(np.ascontiguousarray(codes, np.uint8),
+                                                            np.ascontiguousarray(scale, np.float32),
+                                                            np.ascontiguousarray(offset, np.float32),
+                                                            int(bits), int(group_size)))
+
+
+def hqq_kernel(q: "QuantizedTensor", scale: np.ndarray, zero: np.ndarray) -> PackedKernel | None:
+    """The kernel ``q.prepare()`` uses for hqq: the grouped-int kernels up to 4 bits, the
+    table-lookup kernel above (their codes do not fit nibbles); None for axis=0."""
+    if q.params.get("axis") != 1:
+        return None
+    if q.bits > 4:
+        return prepare_hqq(q, scale, zero)
+    codes, s, offset, gs = _hqq_parts(q, scale, zero)
+    return affine_kernel(codes, s, offset, q.bits, gs)
 
 
 def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def prepare_tinygemm(q: "QuantizedTensor") -> LutKernel:
-    """int4_tinygemm: ``(q - 8) s + z`` as table 0..15, scale s, offset ``z - 8 s`` (rounded once)."""
+def _tinygemm_parts(q: "QuantizedTensor") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int4_tinygemm: codes uint8 [out, in], scale s and offset ``z - 8 s`` (rounded once)."""
     out, inp = q.shape
     a = q.arrays
     packed = a["qweight"]
@@ -135,7 +171,19 @@ def prepare_tinygemm(q: "QuantizedTensor") -> LutKernel:
     codes[:, 1::2] = packed >> 4
     s = _bf16_to_f32(a["scales_bf16"])
     offset = _bf16_to_f32(a["zeros_bf16"]) - np.float32(8) * s
-    return lut_kernel(codes[:, :inp], np.arange(16, dtype=np.float32), s, offset, q.group_size)
+    return codes[:, :inp], s, offset
+
+
+def prepare_tinygemm(q: "QuantizedTensor") -> LutKernel:
+    """int4_tinygemm: ``(q - 8) s + z`` as table 0..15, scale s, offset ``z - 8 s`` (rounded once)."""
+    codes, s, offset = _tinygemm_parts(q)
+    return lut_kernel(codes, np.arange(16, dtype=np.float32), s, offset, q.group_size)
+
+
+def tinygemm_kernel(q: "QuantizedTensor") -> PackedKernel:
+    """The kernel ``q.prepare()`` uses for int4_tinygemm: the grouped-int kernels (affine_kernel)."""
+    codes, s, offset = _tinygemm_parts(q)
+    return affine_kernel(codes, s, offset, 4, q.group_size)
 
 
 def prepare_fp8(q: "QuantizedTensor") -> LutKernel:

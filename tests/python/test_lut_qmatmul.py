@@ -5,6 +5,11 @@ Bound (lut_qmatmul.hpp): with A = sum_k (|table*scale| + |offset|) |x_k|, every 
 |y - y_exact| <= gamma(Kp + 4) A (Kp = padded in_features); HQQ's reordering (q - z) s ->
 q s + (-z s) adds at most 3u (|q s| + |z s|) per weight, inside the same slack. Tests check
 against the float64 product of the format's own dequantize with tol = (Kp + 8) u A.
+
+``q.prepare()`` runs HQQ up to 4 bits and int4_tinygemm on the grouped-int kernels instead
+(lowbit.lut.affine_kernel): the table-lookup kernel of those formats is built explicitly here
+(prepare_hqq / prepare_tinygemm); the routed path is checked against the int8 / float bounds
+and for the very same W_hat.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import lowbit as lb
 from lowbit import _core
 from lowbit.bnb import quantize_4bit
 from lowbit.config import FP8Config, HQQConfig, TorchAoConfig
-from lowbit.lut import LutKernel
+from lowbit.lut import LutKernel, prepare_hqq, prepare_tinygemm
+from lowbit.tensor import PackedKernel
 from lowbit.methods.hqq import _meta_values
 
 U = 2.0 ** -24
@@ -59,7 +65,17 @@ def make(case: str) -> lb.QuantizedTensor:
     return _cache[case]
 
 
+def routed_to_grouped(q: lb.QuantizedTensor) -> bool:
+    """Whether q.prepare() runs q on the grouped-int kernels (lowbit.lut.affine_kernel)."""
+    return q.format == "int4_tinygemm" or (q.format.startswith("hqq") and q.bits <= 4)
+
+
 def kernel(q: lb.QuantizedTensor) -> LutKernel:
+    """The table-lookup kernel of q (built explicitly for the formats q.prepare() routes)."""
+    if q.format == "int4_tinygemm":
+        return prepare_tinygemm(q)
+    if routed_to_grouped(q):
+        return prepare_hqq(q, _meta_values(q, "scale"), _meta_values(q, "zero"))
     k = q.prepare().__dict__["_kernel"]
     assert isinstance(k, LutKernel), (q.format, k)
     return k
@@ -88,6 +104,15 @@ def bound(q: lb.QuantizedTensor, x: np.ndarray) -> np.ndarray:
     return (kp + 8) * U * (np.abs(x.astype(np.float64)) @ magnitude(q).T) + 1e-30
 
 
+def int8_bound(q: lb.QuantizedTensor, x: np.ndarray) -> np.ndarray:
+    """The grouped-int kernels' act="int8" bound (test_qmatmul.py): activations rounded to int8
+    blocks move by <= max|x| / 254, plus float sums over the blocks and groups."""
+    mag = magnitude(q)
+    amax = np.abs(x).max(axis=1, keepdims=True).astype(np.float64)
+    sums = 64 * (q.shape[1] / 32 + 8) * U * ((np.abs(x.astype(np.float64)) + amax / 254.0) @ mag.T)
+    return bound(q, x) + amax / 254.0 * mag.sum(axis=1)[None, :] + sums
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matmul_within_bound_of_dequantized_product(case):
     q = make(case)
@@ -98,7 +123,23 @@ def test_matmul_within_bound_of_dequantized_product(case):
         for act in ("float32", "int8"):
             got = q.matmul(x, act=act)
             assert got.dtype == np.float32 and got.shape == (M, q.shape[0])
-            assert np.all(np.abs(got - want) <= bound(q, x)), (case, M, act, float(np.abs(got - want).max()))
+            tol = int8_bound(q, x) if act == "int8" and routed_to_grouped(q) else bound(q, x)
+            assert np.all(np.abs(got - want) <= tol), (case, M, act, float(np.abs(got - want).max()))
+
+
+@pytest.mark.parametrize("case", [c for c in sorted(CASES) if c.startswith(("hqq2", "hqq3", "hqq4", "tinygemm"))])
+def test_affine_formats_run_on_the_grouped_kernels_with_the_same_w_hat(case):
+    """hqq <= 4 bits and tinygemm prepare to PackedWeights; their act="float32" W_hat is the
+    table-lookup kernel's, bit for bit (x = identity: every output is one product), and act="int8"
+    really quantizes the activations (it differs from the float path)."""
+    q = make(case)
+    k = q.prepare().__dict__["_kernel"]
+    assert isinstance(k, PackedKernel) and isinstance(k.packed, _core.PackedWeights), (case, k)
+    eye = np.eye(q.shape[1], dtype=np.float32)
+    lut_w = _core.lut_qmatmul(eye, kernel(q).weights, "float32")
+    assert q.matmul(eye, act="float32").tobytes() == lut_w.tobytes()
+    x = acts(5, q.shape[1], seed=7)
+    assert not np.array_equal(q.matmul(x, act="int8"), q.matmul(x, act="float32"))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -214,7 +255,8 @@ def test_zeros_huge_and_nan_inputs(case):
         big = acts(M, inp) * np.float32(1e30)
         want = big.astype(np.float64) @ q.dequantize().astype(np.float64).T
         got = q.matmul(big)
-        assert np.all(np.isfinite(got)) and np.all(np.abs(got - want) <= bound(q, big)), (case, M)
+        tol = int8_bound(q, big) if routed_to_grouped(q) else bound(q, big)
+        assert np.all(np.isfinite(got)) and np.all(np.abs(got - want) <= tol), (case, M)
     x = acts(3, inp)
     x[1, inp // 2] = np.nan
     y = q.matmul(x)
@@ -290,8 +332,10 @@ def test_llama_runtime_uses_the_kernel(shared_data_module, cfg):
     assert names
     for n in names:
         dense.set_weight(n, dense.weights[n].dequantize())
+    qm.matmul_act = "float32"  # hqq4 runs on the grouped-int kernels: compare their float path
     tokens = [1, 415, 218, 302, 272, 344, 287, 13, 5, 9, 11, 7]
     for t in (tokens, tokens[:1]):  # prefill (M = 12 > 8) and decode (M = 1)
         got, want = qm.forward(t), dense.forward(t)
         assert np.allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max())), type(cfg).__name__
-    assert all(isinstance(qm.weights[n].__dict__.get("_kernel"), LutKernel) for n in names)
+    want_kernel = PackedKernel if isinstance(cfg, HQQConfig) else LutKernel
+    assert all(type(qm.weights[n].__dict__.get("_kernel")) is want_kernel for n in names)

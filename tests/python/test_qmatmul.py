@@ -263,3 +263,34 @@ def test_int8_peak_probe_reports_a_rate_and_checks_its_argument():
     assert "AVX" in p["instruction"]
     with pytest.raises(ValueError, match="seconds"):
         _core.int8_peak(0.0)
+
+
+def test_prepare_affine_float_zero_formats_and_errors():
+    """W_hat = s * code + offset (HQQ / tinygemm float zeros) on the grouped kernels: the float
+    path reproduces s * code + offset bit for bit; the int8 path stays within the int8 bound."""
+    rng = np.random.default_rng(5)
+    out, inp, gs = 13, 96, 32
+    codes = rng.integers(0, 16, size=(out, inp), dtype=np.uint8)
+    s = rng.uniform(0.01, 0.02, size=(out, inp // gs)).astype(np.float32)
+    off = rng.uniform(-0.2, 0.0, size=(out, inp // gs)).astype(np.float32)
+    p = _core.prepare_affine(codes, s, off, 4, gs)
+    W = np.repeat(s, gs, axis=1) * codes.astype(np.float32) + np.repeat(off, gs, axis=1)
+    eye = np.eye(inp, dtype=np.float32)
+    assert _core.qmatmul(eye, p, "float32").tobytes() == np.ascontiguousarray(W.T).tobytes()
+    x = acts(9, inp)
+    want = x.astype(np.float64) @ W.T.astype(np.float64)
+    assert np.all(np.abs(_core.qmatmul(x, p, "int8") - want) <= int8_bound(x, W))
+    with pytest.raises(ValueError, match="bits must be in"):
+        _core.prepare_affine(codes, s, off, 5, gs)
+    with pytest.raises(ValueError, match="codes must be < 2\\^bits = 8"):
+        _core.prepare_affine(codes, s, off, 3, gs)
+    with pytest.raises(ValueError, match="group_size must divide"):
+        _core.prepare_affine(codes, s, off, 4, 40)
+    with pytest.raises(ValueError, match="offset must have shape|offset"):
+        _core.prepare_affine(codes, s, off[:, :1], 4, gs)
+    bad = s.copy()
+    bad[2, 1] = np.inf
+    with pytest.raises(ValueError, match="must be finite"):
+        _core.prepare_affine(codes, bad, off, 4, gs)
+    with pytest.raises(TypeError, match="codes must have dtype uint8"):
+        _core.prepare_affine(codes.astype(np.int32), s, off, 4, gs)

@@ -97,6 +97,13 @@ struct PackedWeights {
 // Repack a grouped-int matrix (grouped_int.hpp layout) into the kernel layout.
 std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q);
 
+// Repack W_hat = scale[r, g] * code[r, c] + offset[r, g] (codes uint8 [rows, cols], one per byte,
+// < 2^bits, bits <= 4; scale/offset float32 [rows, cols / group_size]; group_size divides cols):
+// affine formats whose zero is a float (HQQ, torchao's int4 tinygemm) reuse every kernel.
+// The nibble path stores s and m as given, so act="float32" dequantizes to s * code + m exactly.
+std::shared_ptr<PackedWeights> prepare_affine(const std::uint8_t* codes, const float* scale, const float* offset,
+                                              int bits, i64 rows, i64 cols, i64 group_size);
+
 // Activations of rows [0, M) quantized into int8 blocks.
 struct ActQ8 {
   i64 M = 0, n_blocks = 0, n_groups = 0;

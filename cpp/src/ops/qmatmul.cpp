@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "lowbit/half.hpp"
@@ -18,29 +19,34 @@
 namespace lowbit {
 
 // ---------------------------------------------------------------------------------- prepare
-std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
-  validate_grouped(q);
-  const GroupedIntShape& sh = q.shape;
+namespace {
+
+// The kernel layout of a [rows, cols] matrix of `bits`-bit codes with G groups: group g holds
+// the columns members[g] (act-order) or the g-th run of group_size columns. row_codes(r, dst)
+// writes row r's codes in column order; scale_offset(r, g) gives (s, m) with W_hat = s * stored + m
+// (stored: the nibble code, or code - 128 for bytes).
+template <class RowCodes, class ScaleOffset>
+std::shared_ptr<PackedWeights> pack_rows(QType format, int bits, i64 rows, i64 cols, i64 group_size, i64 G,
+                                         const std::int32_t* g_idx, RowCodes row_codes, ScaleOffset scale_offset) {
   auto P = std::make_shared<PackedWeights>();
   PackedWeights& w = *P;
-  w.format = static_cast<QType>(kLowbitTypeIdBase + sh.bits);
-  w.bits = sh.bits;
-  w.container = sh.bits <= 4 ? QContainer::Nibble : QContainer::Byte;
-  w.rows = sh.rows;
-  w.cols = sh.cols;
+  w.format = format;
+  w.bits = bits;
+  w.container = bits <= 4 ? QContainer::Nibble : QContainer::Byte;
+  w.rows = rows;
+  w.cols = cols;
   w.row_group = w.container == QContainer::Nibble ? kNibbleRowGroup : 1;
-  const i64 G = sh.n_groups();
   w.n_groups = G;
 
   // Columns of each group, ascending (act-order: bucketed by g_idx once, here).
   std::vector<std::vector<std::int32_t>> members;
-  if (q.g_idx != nullptr) {
+  if (g_idx != nullptr) {
     members.resize(static_cast<std::size_t>(G));
-    for (i64 c = 0; c < sh.cols; ++c) members[static_cast<std::size_t>(q.g_idx[c])].push_back(static_cast<std::int32_t>(c));
+    for (i64 c = 0; c < cols; ++c) members[static_cast<std::size_t>(g_idx[c])].push_back(static_cast<std::int32_t>(c));
   }
   auto group_len = [&](i64 g) -> i64 {
-    if (q.g_idx != nullptr) return static_cast<i64>(members[static_cast<std::size_t>(g)].size());
-    return std::min(sh.group_size, sh.cols - g * sh.group_size);
+    if (g_idx != nullptr) return static_cast<i64>(members[static_cast<std::size_t>(g)].size());
+    return std::min(group_size, cols - g * group_size);
   };
   w.group_block.resize(static_cast<std::size_t>(G + 1));
   w.group_block[0] = 0;
@@ -49,9 +55,9 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
     w.group_block[static_cast<std::size_t>(g + 1)] = static_cast<std::int32_t>(w.group_block[static_cast<std::size_t>(g)] + nb);
   }
   w.n_blocks = w.group_block[static_cast<std::size_t>(G)];
-  LOWBIT_CHECK(w.n_blocks * kQBlock < std::numeric_limits<std::int32_t>::max(), "in_features too large: ", sh.cols);
+  LOWBIT_CHECK(w.n_blocks * kQBlock < std::numeric_limits<std::int32_t>::max(), "in_features too large: ", cols);
   // Identity: padded position p is column p (groups already start on block boundaries).
-  const bool identity = q.g_idx == nullptr && (G == 1 || sh.group_size % kQBlock == 0);
+  const bool identity = g_idx == nullptr && (G == 1 || group_size % kQBlock == 0);
   const i64 Kp = w.padded_cols();
   if (!identity) {
     w.col_of.assign(static_cast<std::size_t>(Kp), -1);
@@ -60,8 +66,8 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
       const i64 n = group_len(g);
       for (i64 i = 0; i < n; ++i)
         w.col_of[static_cast<std::size_t>(p0 + i)] =
-            q.g_idx != nullptr ? members[static_cast<std::size_t>(g)][static_cast<std::size_t>(i)]
-                               : static_cast<std::int32_t>(g * sh.group_size + i);
+            g_idx != nullptr ? members[static_cast<std::size_t>(g)][static_cast<std::size_t>(i)]
+                             : static_cast<std::int32_t>(g * group_size + i);
     }
   }
 
@@ -70,17 +76,15 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
   w.codes.assign(static_cast<std::size_t>(w.padded_rows() * w.row_bytes()), 0);
   w.scale.assign(static_cast<std::size_t>(w.padded_rows() * G), 0.0f);
   w.offset.assign(static_cast<std::size_t>(w.padded_rows() * G), 0.0f);
-  if (sh.bits == 8 && G == 1) w.zero_adj.resize(static_cast<std::size_t>(sh.rows));
-  const i64 in_row_bytes = sh.row_bytes();
   parallel_for(
-      sh.rows,
+      rows,
       [&](i64 r) {
-        std::vector<std::uint8_t> codes(static_cast<std::size_t>(sh.cols));
-        unpack_codes(q.qweight + r * in_row_bytes, sh.cols, sh.bits, codes.data());
+        std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
+        row_codes(r, codes.data());
         // rows of one interleaved group write disjoint bytes: safe in parallel
         std::uint8_t* dst = w.codes.data() + (w.row_codes(r) - w.codes.data());
         for (i64 p = 0; p < Kp; ++p) {
-          const i64 c = identity ? (p < sh.cols ? p : -1) : w.col_of[static_cast<std::size_t>(p)];
+          const i64 c = identity ? (p < cols ? p : -1) : w.col_of[static_cast<std::size_t>(p)];
           if (c < 0) continue;  // pad: stored 0 (its activation is 0)
           const int code = codes[static_cast<std::size_t>(c)];
           const i64 b = p / kQBlock, j = p % kQBlock;
@@ -89,18 +93,57 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
           else
             dst[b * stride + j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(code - 128));
         }
-        const i64 sr = sh.per_tensor ? 0 : r;
         for (i64 g = 0; g < G; ++g) {
-          const float s = q.scales[sr * G + g];
-          const int z = q.zeros[sr * G + g];
+          const auto [s, m] = scale_offset(r, g);
           w.scale[static_cast<std::size_t>(r * G + g)] = s;
-          w.offset[static_cast<std::size_t>(r * G + g)] =
-              w.container == QContainer::Nibble ? -s * static_cast<float>(z) : s * static_cast<float>(128 - z);
+          w.offset[static_cast<std::size_t>(r * G + g)] = m;
         }
-        if (!w.zero_adj.empty()) w.zero_adj[static_cast<std::size_t>(r)] = 128 - q.zeros[sr * G];
       },
-      min_rows_per_thread(sh.cols));
+      min_rows_per_thread(cols));
   return P;
+}
+
+}  // namespace
+
+std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q) {
+  validate_grouped(q);
+  const GroupedIntShape& sh = q.shape;
+  const i64 G = sh.n_groups(), in_row_bytes = sh.row_bytes();
+  auto P = pack_rows(
+      static_cast<QType>(kLowbitTypeIdBase + sh.bits), sh.bits, sh.rows, sh.cols, sh.group_size, G, q.g_idx,
+      [&](i64 r, std::uint8_t* codes) { unpack_codes(q.qweight + r * in_row_bytes, sh.cols, sh.bits, codes); },
+      [&](i64 r, i64 g) {
+        const i64 i = (sh.per_tensor ? 0 : r) * G + g;
+        const float s = q.scales[i];
+        const int z = q.zeros[i];
+        // nibbles: s (code - z) = s code + (-s z); bytes: s (code - 128) + s (128 - z)
+        return std::pair<float, float>{s, sh.bits <= 4 ? -s * static_cast<float>(z) : s * static_cast<float>(128 - z)};
+      });
+  if (sh.bits == 8 && G == 1) {  // W8A8 needs the integer zero
+    P->zero_adj.resize(static_cast<std::size_t>(sh.rows));
+    for (i64 r = 0; r < sh.rows; ++r) P->zero_adj[static_cast<std::size_t>(r)] = 128 - q.zeros[sh.per_tensor ? 0 : r];
+  }
+  return P;
+}
+
+std::shared_ptr<PackedWeights> prepare_affine(const std::uint8_t* codes, const float* scale, const float* offset,
+                                              int bits, i64 rows, i64 cols, i64 group_size) {
+  LOWBIT_CHECK(bits >= 1 && bits <= 4, "prepare_affine: bits must be in [1, 4], got ", bits);
+  LOWBIT_CHECK(rows > 0 && cols > 0, "prepare_affine: shape must be positive, got (", rows, ", ", cols, ")");
+  LOWBIT_CHECK(group_size > 0 && cols % group_size == 0, "prepare_affine: group_size must divide in_features=",
+               cols, ", got ", group_size);
+  const i64 G = cols / group_size;
+  const int maxq = (1 << bits) - 1;
+  for (i64 i = 0; i < rows * cols; ++i)
+    LOWBIT_CHECK(codes[i] <= maxq, "prepare_affine: codes must be < 2^bits = ", maxq + 1, ", got ",
+                 static_cast<int>(codes[i]), " at flat index ", i);
+  for (i64 i = 0; i < rows * G; ++i)
+    LOWBIT_CHECK(std::isfinite(scale[i]) && std::isfinite(offset[i]),
+                 "prepare_affine: scale and offset must be finite, got ", scale[i], ", ", offset[i], " at ", i);
+  return pack_rows(
+      static_cast<QType>(kLowbitTypeIdBase + bits), bits, rows, cols, group_size, G, nullptr,
+      [&](i64 r, std::uint8_t* dst) { std::copy(codes + r * cols, codes + (r + 1) * cols, dst); },
+      [&](i64 r, i64 g) { return std::pair<float, float>{scale[r * G + g], offset[r * G + g]}; });
 }
 
 // ---------------------------------------------------------------------------------- driver

@@ -98,12 +98,13 @@ def _hqq_dequantize(q: QuantizedTensor) -> np.ndarray:
 
 
 def _hqq_prepare(q: QuantizedTensor) -> Any:
-    """Table-lookup kernel (lowbit.lut): axis=1 only; axis=0 dequantizes (returns None)."""
-    from ..lut import prepare_hqq
+    """Grouped-int kernels up to 4 bits, table lookup above (lowbit.lut.hqq_kernel): axis=1
+    only; axis=0 dequantizes (returns None)."""
+    from ..lut import hqq_kernel
 
     if _axis(q) != 1:
         return None
-    return prepare_hqq(q, _meta_values(q, "scale"), _meta_values(q, "zero"))
+    return hqq_kernel(q, _meta_values(q, "scale"), _meta_values(q, "zero"))
 
 
 HQQ_LAYOUT = Layout("hqq", _hqq_arrays, _hqq_dequantize, prepare=_hqq_prepare)

@@ -46,9 +46,9 @@ def _tinygemm_dequantize(q: QuantizedTensor) -> np.ndarray:
 
 
 def _tinygemm_prepare(q: QuantizedTensor) -> Any:
-    from ..lut import prepare_tinygemm  # table-lookup kernel (lut_qmatmul.hpp)
+    from ..lut import tinygemm_kernel  # grouped-int kernels (lowbit.lut.affine_kernel)
 
-    return prepare_tinygemm(q)
+    return tinygemm_kernel(q)
 
 
 TINYGEMM = Layout("tinygemm", _tinygemm_arrays, _tinygemm_dequantize, prepare=_tinygemm_prepare)
