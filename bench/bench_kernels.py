@@ -13,7 +13,8 @@ One run, at 1 and 2 threads, prints:
 * baselines: float32 NumPy matmul of the dequantized weights (decode cycles through float32
   copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before);
 * with --lut (or --lut-only): the table-lookup formats (NF4, HQQ 4-bit, tinygemm int4, FP8
-  e4m3, lowbit.lut) through QuantizedTensor.matmul, against the same float32 baselines;
+  e4m3, lowbit.lut; HQQ and tinygemm on the grouped-int kernels) through QuantizedTensor.matmul,
+  against the same float32 baselines;
 * GGUF types (Q4_0, Q4_K, Q8_0, ... on the same bytes): lowbit next to llama.cpp's ggml
   ``mul_mat`` on its CPU backend (``lowbit.peers.ggml_matmul``, llama-cpp-python's bundled
   libggml), with the weights in ggml's ``CPU_REPACK`` buffer where ggml repacks that type on
@@ -193,19 +194,21 @@ def main() -> None:
     lb.set_num_threads(0)
 
 
-# name, config: the table-lookup formats (lowbit.lut); HQQ without its solver (speed only)
+# name, config: the table-lookup formats (lowbit.lut); HQQ without its solver (speed only).
+# HQQ <= 4 bits and tinygemm prepare to the grouped-int kernels (lowbit.lut.affine_kernel).
 LUT_FORMATS = [
     ("nf4 bs64 (lut)", lambda: lb.BnbConfig(bnb_4bit_quant_type="nf4", bnb_4bit_blocksize=64)),
-    ("hqq4 g64 (lut)", lambda: lb.HQQConfig(nbits=4, group_size=64, optimize=False)),
-    ("tinygemm int4 g128 (lut)", lambda: lb.TorchAoConfig(quant_type="int4_weight_only", group_size=128)),
+    ("hqq4 g64 (affine)", lambda: lb.HQQConfig(nbits=4, group_size=64, optimize=False)),
+    ("tinygemm g128 (affine)", lambda: lb.TorchAoConfig(quant_type="int4_weight_only", group_size=128)),
     ("fp8 e4m3 channel (lut)", lambda: lb.FP8Config(fmt="e4m3", strategy="channel")),
 ]
 
 
 def lut_rows(args: argparse.Namespace, threads: list[int], out: int, inp: int, read_bw: dict[int, float],
              base: dict[int, tuple[float, float]]) -> None:
-    """Table-lookup formats through QuantizedTensor.matmul (float activations), cycling through
-    prepared copies; GB/s counts the bytes the kernel streams (LutWeights.nbytes)."""
+    """Table-lookup formats through QuantizedTensor.matmul (default act: float activations for
+    the lookup kernels, int8 blocks for the affine ones), cycling through prepared copies; GB/s
+    counts the bytes the kernel streams (LutWeights / PackedWeights .nbytes)."""
     import copy
 
     W = np.random.default_rng(7).standard_normal((out, inp)).astype(np.float32) * np.float32(0.02)
@@ -213,7 +216,7 @@ def lut_rows(args: argparse.Namespace, threads: list[int], out: int, inp: int, r
     xp = np.random.default_rng(5).standard_normal((args.prefill_m, inp)).astype(np.float32)
     for name, cfg in LUT_FORMATS:
         q = lb.quantize(W, cfg())
-        nbytes = q.prepare().__dict__["_kernel"].weights.nbytes
+        nbytes = q.prepare().__dict__["_kernel"].packed.nbytes
         n_copies = max(1, -(-args.working_set * 10**6 // nbytes))
         qs = [q]
         for _ in range(n_copies - 1):
