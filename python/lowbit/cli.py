@@ -166,7 +166,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym: bool, damp: float | None,
-                   act_group_aware: bool = False):
+                   act_group_aware: bool = False, sink_weight: float | None = None):
     from .config import GPTQConfig, RTNConfig, registered_configs
     from .quantize import method_statistics
 
@@ -174,6 +174,8 @@ def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym:
         return RTNConfig(bits=bits, group_size=group_size, sym=sym)
     if method in ("gptq", "gptq-desc-act", "gptq-gar"):  # variants: one row each in a comparison
         kw = {"damp_percent": damp} if damp is not None else {}
+        if sink_weight is not None:
+            kw["sink_weight"] = sink_weight
         return GPTQConfig(bits=bits, group_size=group_size, desc_act=desc_act or method == "gptq-desc-act", sym=sym,
                           act_group_aware=act_group_aware or method == "gptq-gar", **kw)
     if method == "hqq":  # HQQConfig says nbits, as hqq and transformers do
@@ -211,7 +213,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         cfg: Any = GGUFConfig(type=args.type or "Q4_K_M", imatrix=args.imatrix)
     else:
         cfg = _method_config(args.method, args.bits, args.group_size, args.desc_act, not args.asym, args.damp_percent,
-                             args.act_group_aware)
+                             args.act_group_aware, args.sink_weight)
     model = load_model(args.model)
     # a config may name its own calibration size (AWQConfig: n_samples x seq_len, AutoAWQ's 128 x 512)
     args.n_samples = args.n_samples or getattr(cfg, "n_samples", None)
@@ -262,7 +264,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         args.n_samples = args.n_samples or 32
         args.seq_len = args.seq_len or 512
         args.max_windows = args.max_windows or 4
-    configs = [_method_config(m, b, args.group_size, args.desc_act, not args.asym, None, args.act_group_aware)
+    configs = [_method_config(m, b, args.group_size, args.desc_act, not args.asym, None, args.act_group_aware,
+                              args.sink_weight)
                for b in (int(x) for x in args.bits.split(",")) for m in args.methods.split(",")]
     model = load_model(args.model)
     text_path = args.text or wikitext2_test_path()
@@ -376,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--desc-act", action="store_true", help="GPTQ act-order")
         sp.add_argument("--act-group-aware", action="store_true",
                         help="GPTQ group-aware reordering (GPTQModel's GAR): act-order inside contiguous groups")
+        sp.add_argument("--sink-weight", type=float,
+                        help="GPTQ: Hessian weight of each calibration window's first token (the attention sink)")
         sp.add_argument("--asym", action="store_true", help="asymmetric grid (zero points)")
         sp.add_argument("--calib", nargs="+", help="calibration text file(s) (default: WikiText-2 valid, "
                                                   "else samples from the model)")

@@ -248,5 +248,7 @@ def test_cli_method_names_map_to_configs():
     assert _method_config("gptq-gar", 4, 128, False, True, None) == lb.GPTQConfig(bits=4, group_size=128,
                                                                                  act_group_aware=True)
     assert _method_config("rtn", 4, 128, True, False, None) == lb.RTNConfig(bits=4, group_size=128, sym=False)
+    assert _method_config("gptq", 4, 128, False, True, None, sink_weight=8.0) == lb.GPTQConfig(bits=4, group_size=128,
+                                                                                              sink_weight=8.0)
     with pytest.raises(ValueError, match="unknown method"):
         _method_config("nope", 4, 128, False, True, None)
