@@ -13,7 +13,7 @@ One run, at 1 and 2 threads, prints:
 * baselines: float32 NumPy matmul of the dequantized weights (decode cycles through float32
   copies), and prefill as dequantize-then-SGEMM (what QuantizedTensor.matmul did before);
 * with --lut (or --lut-only): the table-lookup formats (NF4, HQQ 4-bit, tinygemm int4, FP8
-  e4m3, lowbit.lut; HQQ and tinygemm on the grouped-int kernels) through QuantizedTensor.matmul,
+  e4m3, lowbit.lut; NF4, HQQ and tinygemm on the grouped-int kernels) through QuantizedTensor.matmul,
   against the same float32 baselines;
 * GGUF types (Q4_0, Q4_K, Q8_0, ... on the same bytes): lowbit next to llama.cpp's ggml
   ``mul_mat`` on its CPU backend (``lowbit.peers.ggml_matmul``, llama-cpp-python's bundled
@@ -195,9 +195,10 @@ def main() -> None:
 
 
 # name, config: the table-lookup formats (lowbit.lut); HQQ without its solver (speed only).
-# HQQ <= 4 bits and tinygemm prepare to the grouped-int kernels (lowbit.lut.affine_kernel).
+# nf4, HQQ <= 4 bits and tinygemm prepare to the grouped-int kernels (lowbit.lut.bnb4_kernel,
+# affine_kernel); fp8 stays on the table-lookup kernel.
 LUT_FORMATS = [
-    ("nf4 bs64 (lut)", lambda: lb.BnbConfig(bnb_4bit_quant_type="nf4", bnb_4bit_blocksize=64)),
+    ("nf4 bs64 (table4)", lambda: lb.BnbConfig(bnb_4bit_quant_type="nf4", bnb_4bit_blocksize=64)),
     ("hqq4 g64 (affine)", lambda: lb.HQQConfig(nbits=4, group_size=64, optimize=False)),
     ("tinygemm g128 (affine)", lambda: lb.TorchAoConfig(quant_type="int4_weight_only", group_size=128)),
     ("fp8 e4m3 channel (lut)", lambda: lb.FP8Config(fmt="e4m3", strategy="channel")),

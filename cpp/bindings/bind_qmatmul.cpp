@@ -86,6 +86,24 @@ Immutable; made by prepare_grouped and used by qmatmul.)doc")
       "int4 tinygemm) on the grouped-int kernels. Done once per weight.");
 
   m.def(
+      "prepare_table4",
+      [](const py::handle& codes_o, const py::handle& table_o, const py::handle& scale_o, i64 group_size) {
+        auto codes = exact_array<std::uint8_t>(codes_o, "codes", {-1, -1});
+        const i64 rows = codes.shape(0), cols = codes.shape(1);
+        LOWBIT_CHECK(group_size > 0 && cols % group_size == 0, "group_size must divide in_features=", cols, ", got ",
+                     group_size);
+        auto tb = exact_array<float>(table_o, "table", {16});
+        auto sc = exact_array<float>(scale_o, "scale", {rows, cols / group_size});
+        py::gil_scoped_release release;
+        return prepare_table4(codes.data(), tb.data(), sc.data(), rows, cols, group_size);
+      },
+      py::arg("codes"), py::arg("table"), py::arg("scale"), py::arg("group_size"),
+      "W_hat = scale[r, g] * table[codes[r, c]] (codes uint8 [out, in] < 16; table float32 [16]; scale float32 "
+      "[out, in / group_size]) -> PackedWeights for qmatmul: NF4/FP4 on the nibble kernels. act='float32' uses "
+      "the float table exactly; act='int8' the table rounded to int8 (127 / max|table| steps: |error| <= "
+      "scale * max|table| / 254 per weight) against int8 activation blocks.");
+
+  m.def(
       "qmatmul",
       [](const py::handle& x_o, const std::shared_ptr<PackedWeights>& w, const std::string& act,
          const py::object& isa_o) {

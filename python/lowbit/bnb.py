@@ -125,9 +125,9 @@ def dequantize_4bit(q: QuantizedTensor) -> np.ndarray:
 
 
 def _prepare_4bit(q: QuantizedTensor) -> Any:
-    from .lut import prepare_bnb4  # table-lookup kernel (lut_qmatmul.hpp)
+    from .lut import bnb4_kernel  # nibble kernels through a 16-entry table (lowbit/qmatmul.hpp)
 
-    return prepare_bnb4(q)
+    return bnb4_kernel(q)
 
 
 def _arrays_4bit(q: QuantizedTensor) -> dict[str, tuple[Any, tuple[int, ...]]]:

@@ -28,6 +28,10 @@ plus that term, which the tests add.
 ``act``: the kernels take float activations only; ``"int8"`` (QuantizedTensor.matmul's
 default) runs the same float path, ``"int8_token"`` raises NotImplementedError.
 
+``q.prepare()`` of nf4/fp4 uses the nibble kernels through a 16-entry table instead
+(:func:`bnb4_kernel`, ``_core.prepare_table4``): exact for ``act="float32"``, the table rounded
+to int8 for ``"int8"``.
+
 ``q.prepare()`` of HQQ up to 4 bits and of int4_tinygemm uses the grouped-int kernels instead
 (:func:`affine_kernel`, ``_core.prepare_affine``): their weights are ``s * code + offset`` with
 integer codes, which is that layout with a float offset, so ``act="int8"`` gets the int8-block
@@ -52,7 +56,7 @@ from .tensor import PackedKernel
 if TYPE_CHECKING:
     from .tensor import QuantizedTensor
 
-__all__ = ["LutKernel", "affine_kernel", "hqq_kernel", "lut_kernel", "prepare_bnb4", "prepare_fp8", "prepare_hqq",
+__all__ = ["LutKernel", "affine_kernel", "bnb4_kernel", "hqq_kernel", "lut_kernel", "prepare_bnb4", "prepare_fp8", "prepare_hqq",
            "prepare_tinygemm", "tinygemm_kernel"]
 
 
@@ -98,9 +102,8 @@ def _per_row(values: np.ndarray, flat_group: int, out: int, inp: int, gs: int) -
     return np.ascontiguousarray(values.reshape(-1)[starts // flat_group], dtype=np.float32)
 
 
-def prepare_bnb4(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.ndarray]:
-    """nf4/fp4 (bitsandbytes blockwise, flattened, high nibble first): table = the 16 code
-    values, scale = absmax per block (double quantization resolved here, once)."""
+def _bnb4_parts(q: "QuantizedTensor") -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """nf4/fp4: codes uint8 [out, in], the 16 code values, absmax per (row, kernel group), group."""
     from .bnb import code4, dequantize_absmax
 
     out, inp = q.shape
@@ -112,7 +115,24 @@ def prepare_bnb4(q: "QuantizedTensor") -> Callable[[np.ndarray, str], np.ndarray
     bs = int(q.params["blocksize"])
     gs = _row_groups(bs, inp)
     scale = _per_row(dequantize_absmax(q), bs, out, inp, gs)
-    return lut_kernel(codes[:n].reshape(out, inp), code4(q.format), scale, None, gs)
+    return codes[:n].reshape(out, inp), code4(q.format), scale, gs
+
+
+def prepare_bnb4(q: "QuantizedTensor") -> LutKernel:
+    """nf4/fp4 (bitsandbytes blockwise, flattened, high nibble first): table = the 16 code
+    values, scale = absmax per block (double quantization resolved here, once)."""
+    codes, table, scale, gs = _bnb4_parts(q)
+    return lut_kernel(codes, table, scale, None, gs)
+
+
+def bnb4_kernel(q: "QuantizedTensor") -> PackedKernel:
+    """The kernel ``q.prepare()`` uses for nf4/fp4: the nibble kernels through a 16-entry table
+    (``_core.prepare_table4``): ``act="float32"`` multiplies tiles of the exact ``table * absmax``;
+    ``"int8"`` uses the table rounded to int8 (``|error| <= absmax / 254`` per weight) against int8
+    activation blocks, the fast decode path. Any block size (groups below 32 columns are padded)."""
+    codes, table, scale, gs = _bnb4_parts(q)
+    return PackedKernel(_core.qmatmul, _core.prepare_table4(np.ascontiguousarray(codes), np.ascontiguousarray(table, np.float32),
+                                                            scale, int(gs)))
 
 
 def _hqq_parts(q: "QuantizedTensor", scale: np.ndarray, zero: np.ndarray

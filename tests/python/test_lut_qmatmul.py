@@ -21,7 +21,7 @@ import lowbit as lb
 from lowbit import _core
 from lowbit.bnb import quantize_4bit
 from lowbit.config import FP8Config, HQQConfig, TorchAoConfig
-from lowbit.lut import LutKernel, prepare_hqq, prepare_tinygemm
+from lowbit.lut import LutKernel, prepare_bnb4, prepare_hqq, prepare_tinygemm
 from lowbit.tensor import PackedKernel
 from lowbit.methods.hqq import _meta_values
 
@@ -66,14 +66,16 @@ def make(case: str) -> lb.QuantizedTensor:
 
 
 def routed_to_grouped(q: lb.QuantizedTensor) -> bool:
-    """Whether q.prepare() runs q on the grouped-int kernels (lowbit.lut.affine_kernel)."""
-    return q.format == "int4_tinygemm" or (q.format.startswith("hqq") and q.bits <= 4)
+    """Whether q.prepare() runs q on the grouped-int kernels (lowbit.lut.affine_kernel, bnb4_kernel)."""
+    return q.format in ("int4_tinygemm", "nf4", "fp4") or (q.format.startswith("hqq") and q.bits <= 4)
 
 
 def kernel(q: lb.QuantizedTensor) -> LutKernel:
     """The table-lookup kernel of q (built explicitly for the formats q.prepare() routes)."""
     if q.format == "int4_tinygemm":
         return prepare_tinygemm(q)
+    if q.format in ("nf4", "fp4"):
+        return prepare_bnb4(q)
     if routed_to_grouped(q):
         return prepare_hqq(q, _meta_values(q, "scale"), _meta_values(q, "zero"))
     k = q.prepare().__dict__["_kernel"]
@@ -104,13 +106,25 @@ def bound(q: lb.QuantizedTensor, x: np.ndarray) -> np.ndarray:
     return (kp + 8) * U * (np.abs(x.astype(np.float64)) @ magnitude(q).T) + 1e-30
 
 
+def table_rounding(q: lb.QuantizedTensor) -> np.ndarray:
+    """float64 [out, in]: how far nf4/fp4's int8 table moves each weight (<= absmax / 254, as
+    max|table| = 1); 0 for the affine formats, whose integer codes are exact."""
+    if q.format not in ("nf4", "fp4"):
+        return np.zeros(q.shape)
+    from lowbit.bnb import dequantize_absmax
+    n = q.shape[0] * q.shape[1]
+    absmax = np.repeat(dequantize_absmax(q).astype(np.float64), int(q.params["blocksize"]))[:n]
+    return (absmax / 254.0).reshape(q.shape)
+
+
 def int8_bound(q: lb.QuantizedTensor, x: np.ndarray) -> np.ndarray:
     """The grouped-int kernels' act="int8" bound (test_qmatmul.py): activations rounded to int8
-    blocks move by <= max|x| / 254, plus float sums over the blocks and groups."""
-    mag = magnitude(q)
+    blocks move by <= max|x| / 254, table weights by table_rounding, plus float sums."""
+    mag = magnitude(q) + table_rounding(q)
     amax = np.abs(x).max(axis=1, keepdims=True).astype(np.float64)
-    sums = 64 * (q.shape[1] / 32 + 8) * U * ((np.abs(x.astype(np.float64)) + amax / 254.0) @ mag.T)
-    return bound(q, x) + amax / 254.0 * mag.sum(axis=1)[None, :] + sums
+    ax = np.abs(x.astype(np.float64))
+    sums = 64 * (q.shape[1] / 32 + 8) * U * ((ax + amax / 254.0) @ mag.T)
+    return bound(q, x) + amax / 254.0 * mag.sum(axis=1)[None, :] + (ax + amax / 254.0) @ table_rounding(q).T + sums
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -127,9 +141,10 @@ def test_matmul_within_bound_of_dequantized_product(case):
             assert np.all(np.abs(got - want) <= tol), (case, M, act, float(np.abs(got - want).max()))
 
 
-@pytest.mark.parametrize("case", [c for c in sorted(CASES) if c.startswith(("hqq2", "hqq3", "hqq4", "tinygemm"))])
+@pytest.mark.parametrize("case", [c for c in sorted(CASES) if c.startswith(("hqq2", "hqq3", "hqq4", "tinygemm", "nf4",
+                                                                          "fp4"))])
 def test_affine_formats_run_on_the_grouped_kernels_with_the_same_w_hat(case):
-    """hqq <= 4 bits and tinygemm prepare to PackedWeights; their act="float32" W_hat is the
+    """hqq <= 4 bits, tinygemm and nf4/fp4 prepare to PackedWeights; their act="float32" W_hat is the
     table-lookup kernel's, bit for bit (x = identity: every output is one product), and act="int8"
     really quantizes the activations (it differs from the float path)."""
     q = make(case)
@@ -321,7 +336,7 @@ def test_prepared_tensor_pickles_without_its_kernel():
 @pytest.mark.parametrize("cfg", [lb.BnbConfig(bnb_4bit_quant_type="nf4"), HQQConfig(nbits=4, group_size=32),
                                  FP8Config(fmt="e4m3", strategy="channel")], ids=["nf4", "hqq4", "fp8"])
 def test_llama_runtime_uses_the_kernel(shared_data_module, cfg):
-    """stories260K quantized: the runtime's linears run the table kernel (prefill and decode),
+    """stories260K quantized: the runtime's linears run the prepared kernels (prefill and decode),
     and its logits agree with the same model on the dequantized float32 weights."""
     from lowbit.models import load_model
 
@@ -332,10 +347,10 @@ def test_llama_runtime_uses_the_kernel(shared_data_module, cfg):
     assert names
     for n in names:
         dense.set_weight(n, dense.weights[n].dequantize())
-    qm.matmul_act = "float32"  # hqq4 runs on the grouped-int kernels: compare their float path
+    qm.matmul_act = "float32"  # nf4 / hqq4 run on the grouped-int kernels: compare their float path
     tokens = [1, 415, 218, 302, 272, 344, 287, 13, 5, 9, 11, 7]
     for t in (tokens, tokens[:1]):  # prefill (M = 12 > 8) and decode (M = 1)
         got, want = qm.forward(t), dense.forward(t)
         assert np.allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max())), type(cfg).__name__
-    want_kernel = PackedKernel if isinstance(cfg, HQQConfig) else LutKernel
+    want_kernel = LutKernel if isinstance(cfg, FP8Config) else PackedKernel
     assert all(type(qm.weights[n].__dict__.get("_kernel")) is want_kernel for n in names)

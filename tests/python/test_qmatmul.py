@@ -294,3 +294,39 @@ def test_prepare_affine_float_zero_formats_and_errors():
         _core.prepare_affine(codes, bad, off, 4, gs)
     with pytest.raises(TypeError, match="codes must have dtype uint8"):
         _core.prepare_affine(codes.astype(np.int32), s, off, 4, gs)
+
+
+@pytest.mark.parametrize("gs", [64, 16])  # groups of 16: padded to 32-column blocks
+def test_table4_nibbles_every_isa_against_the_int8_table_reference(gs, isa):
+    """prepare_table4 (NF4/FP4): act="int8" multiplies round(127 t / max|t|) * max|t| / 127 against
+    int8 blocks: checked against that integer reference in float64 on every ISA, with odd rows."""
+    rng = np.random.default_rng(11)
+    out, inp = 19, 128
+    table = np.sort(rng.uniform(-1.0, 1.0, 16)).astype(np.float32)
+    table[7] = 0.0
+    codes = rng.integers(0, 16, size=(out, inp), dtype=np.uint8)
+    s = rng.uniform(0.5, 2.0, size=(out, inp // gs)).astype(np.float32)
+    p = _core.prepare_table4(codes, table, s, gs)
+    tmax = np.abs(table).max()
+    t8 = np.rint(127 * (table / tmax)).astype(np.float64)
+    W8 = np.repeat(s.astype(np.float64), gs, axis=1) * t8[codes] * (tmax / 127.0)
+    bw = 32 if gs % 32 == 0 else gs  # activation block: a 32-column block holds one group of 16
+    for M in (1, 2, 3, 8, 9, 33):
+        x = acts(M, inp, seed=M)
+        xb = x.reshape(M, -1, bw).astype(np.float64)
+        d = np.abs(x.reshape(M, -1, bw)).max(axis=2, keepdims=True).astype(np.float32) / np.float32(127)
+        a = np.clip(np.rint(x.reshape(M, -1, bw) * np.where(d > 0, np.float32(1) / np.where(d > 0, d, 1), 0)), -127, 127)
+        xq = (a * d).reshape(M, inp).astype(np.float64)   # the int8 activations as values
+        want = xq @ W8.T
+        got = _core.qmatmul(x, p, "int8", isa)
+        tol = 64 * (inp / 32 + 8) * U * ((np.abs(xb).reshape(M, inp) + np.abs(x).max()) @ np.abs(W8).T) + 1e-30
+        assert np.all(np.abs(got - want) <= tol), (isa, M)
+    W = np.repeat(s, gs, axis=1) * table[codes]
+    eye = np.eye(inp, dtype=np.float32)
+    assert _core.qmatmul(eye, p, "float32", isa).tobytes() == np.ascontiguousarray(W.T).tobytes()
+    with pytest.raises(ValueError, match="codes must be < 16"):
+        _core.prepare_table4(codes + 16, table, s, gs)
+    with pytest.raises(ValueError, match="all zeros"):
+        _core.prepare_table4(codes, np.zeros(16, np.float32), s, gs)
+    with pytest.raises(ValueError, match="table must have shape|table"):
+        _core.prepare_table4(codes, table[:8], s, gs)

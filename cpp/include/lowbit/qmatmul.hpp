@@ -77,6 +77,13 @@ struct PackedWeights {
   std::vector<std::uint8_t> codes;        // [padded_rows() / row_group, n_blocks, row_group, block_bytes()]
   std::vector<float> scale, offset;       // [padded_rows(), n_groups]
   std::vector<std::int32_t> zero_adj;     // [rows] (128 - z) when one integer group (W8A8); else empty
+  // Table formats (NF4/FP4: prepare_table4): a nibble code c stands for table[c] (float, what
+  // dequantize and act="float32" use: W_hat = s * table[c] + m) and, in the int8-activation
+  // kernels, for table8[c] * table8_scale with table8[c] = round(127 table[c] / max|table|)
+  // (|error| <= max|table| / 254 per weight, times s). Empty: the code is its own value.
+  std::vector<float> table;
+  std::vector<std::int8_t> table8;
+  float table8_scale = 1.0f;  // multiplies s in the int8 kernels (exactly 1 without a table)
 
   i64 padded_cols() const { return n_blocks * kQBlock; }
   i64 block_bytes() const { return container == QContainer::Nibble ? 16 : 32; }
@@ -103,6 +110,12 @@ std::shared_ptr<PackedWeights> prepare_grouped(const GroupedIntConstView& q);
 // The nibble path stores s and m as given, so act="float32" dequantizes to s * code + m exactly.
 std::shared_ptr<PackedWeights> prepare_affine(const std::uint8_t* codes, const float* scale, const float* offset,
                                               int bits, i64 rows, i64 cols, i64 group_size);
+
+// Repack W_hat = scale[r, g] * table[code[r, c]] (codes uint8 [rows, cols] < 16, table float32
+// [16] finite, not all zero; scale float32 [rows, cols / group_size]): 16-value formats (NF4,
+// FP4) on the nibble kernels through a table (see PackedWeights::table).
+std::shared_ptr<PackedWeights> prepare_table4(const std::uint8_t* codes, const float* table, const float* scale,
+                                              i64 rows, i64 cols, i64 group_size);
 
 // Activations of rows [0, M) quantized into int8 blocks.
 struct ActQ8 {

@@ -116,9 +116,12 @@ void quantize_row_q8(const float* xp, i64 n_blocks, std::int8_t* a, float* d, st
 // shape runs the same per-output operations (per block: int32x4 dot -> float, times d, into a
 // group accumulator; per group: times s into the row accumulator), so an output never depends
 // on which other rows share its call (batch invariance, as the x86 kernels).
-template <QContainer C, int NR, int MR>
+// Table: nibble codes index w.table8 (int8 values; NF4/FP4), one TBL each.
+template <QContainer C, int NR, int MR, bool Table = false>
 void tile_q8(const PackedWeights& w, i64 r, const ActQ8& a, i64 m, float* out, i64 ldy) {
   const i64 K = w.padded_cols(), G = w.n_groups, bstride = w.block_stride();  // block to block within a row
+  int8x16_t tbl = vdupq_n_s8(0);
+  if constexpr (Table) tbl = vld1q_s8(w.table8.data());
   const std::uint8_t* wr[NR];
   const float* sr[NR];
   for (int i = 0; i < NR; ++i) {
@@ -140,7 +143,13 @@ void tile_q8(const PackedWeights& w, i64 r, const ActQ8& a, i64 m, float* out, i
       for (int i = 0; i < NR; ++i) gacc[j][i] = vdupq_n_f32(0.0f);
     for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
       int8x16_t w0[NR], w1[NR];
-      for (int i = 0; i < NR; ++i) load_block<C>(wr[i] + b * bstride, w0[i], w1[i]);
+      for (int i = 0; i < NR; ++i) {
+        load_block<C>(wr[i] + b * bstride, w0[i], w1[i]);
+        if constexpr (Table) {
+          w0[i] = vqtbl1q_s8(tbl, vreinterpretq_u8_s8(w0[i]));
+          w1[i] = vqtbl1q_s8(tbl, vreinterpretq_u8_s8(w1[i]));
+        }
+      }
       for (int j = 0; j < MR; ++j) {
         const int8x16_t a0 = vld1q_s8(am[j] + b * kQBlock), a1 = vld1q_s8(am[j] + b * kQBlock + 16);
         const float dv = dm[j][b];
@@ -151,7 +160,7 @@ void tile_q8(const PackedWeights& w, i64 r, const ActQ8& a, i64 m, float* out, i
       }
     }
     for (int i = 0; i < NR; ++i) {
-      const float sv = sr[i][g];
+      const float sv = sr[i][g] * w.table8_scale;  // exactly sr[i][g] without a table
       for (int j = 0; j < MR; ++j) acc[j][i] = vfmaq_n_f32(acc[j][i], gacc[j][i], sv);
     }
   }
@@ -163,23 +172,24 @@ void tile_q8(const PackedWeights& w, i64 r, const ActQ8& a, i64 m, float* out, i
 }
 
 // Rows r..r+NR against activation rows [m0, m0+mb) in steps of MR (then 1).
-template <QContainer C, int NR, int MR>
+template <QContainer C, int NR, int MR, bool Table>
 void rows_q8(const PackedWeights& w, i64 r, const ActQ8& a, i64 m0, i64 mb, float* y, i64 ldy) {
   i64 m = m0;
-  for (; m + MR <= m0 + mb; m += MR) tile_q8<C, NR, MR>(w, r, a, m, y + (m - m0) * ldy, ldy);
-  for (; m < m0 + mb; ++m) tile_q8<C, NR, 1>(w, r, a, m, y + (m - m0) * ldy, ldy);
+  for (; m + MR <= m0 + mb; m += MR) tile_q8<C, NR, MR, Table>(w, r, a, m, y + (m - m0) * ldy, ldy);
+  for (; m < m0 + mb; ++m) tile_q8<C, NR, 1, Table>(w, r, a, m, y + (m - m0) * ldy, ldy);
 }
 
-template <QContainer C>
+template <QContainer C, bool Table = false>
 void gemm_q8_c(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
   i64 r = r0;
-  for (; r + kQ8Rows <= r0 + rb; r += kQ8Rows) rows_q8<C, kQ8Rows, kQ8Acts>(w, r, a, m0, mb, y + (r - r0), ldy);
-  for (; r < r0 + rb; ++r) rows_q8<C, 1, kQ8Acts>(w, r, a, m0, mb, y + (r - r0), ldy);
+  for (; r + kQ8Rows <= r0 + rb; r += kQ8Rows) rows_q8<C, kQ8Rows, kQ8Acts, Table>(w, r, a, m0, mb, y + (r - r0), ldy);
+  for (; r < r0 + rb; ++r) rows_q8<C, 1, kQ8Acts, Table>(w, r, a, m0, mb, y + (r - r0), ldy);
 }
 
 void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
-  if (w.container == QContainer::Nibble) gemm_q8_c<QContainer::Nibble>(w, a, m0, mb, r0, rb, y, ldy);
-  else gemm_q8_c<QContainer::Byte>(w, a, m0, mb, r0, rb, y, ldy);
+  if (w.container == QContainer::Byte) gemm_q8_c<QContainer::Byte>(w, a, m0, mb, r0, rb, y, ldy);
+  else if (w.table8.empty()) gemm_q8_c<QContainer::Nibble>(w, a, m0, mb, r0, rb, y, ldy);
+  else gemm_q8_c<QContainer::Nibble, true>(w, a, m0, mb, r0, rb, y, ldy);
 }
 
 // ---- float path: rows of W_hat ---------------------------------------------------------

@@ -256,6 +256,13 @@ inline __m256i dot_pair(__m256i lo, __m256i hi, __m256i alo, __m256i ahi) {
 #endif
 }
 
+// The same lanes for table weights (int8 values, signed): maddubs needs an unsigned operand,
+// so |w| against sign(a, w); a pair sum reaches 2 * 127 * 127, so lo and hi widen separately.
+inline __m256i dot_pair_signed(__m256i lo, __m256i hi, __m256i alo, __m256i ahi) {
+  const __m256i plo = dot_u8s8(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(alo, lo));
+  return dot_u8s8_acc(plo, _mm256_sign_epi8(hi, hi), _mm256_sign_epi8(ahi, hi));
+}
+
 inline float hsum4(__m128 v) {
   const __m128 s = _mm_add_ps(v, _mm_movehl_ps(v, v));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
@@ -263,10 +270,15 @@ inline float hsum4(__m128 v) {
 
 // NP row pairs starting at row r (r even; pair p = rows r+2p, r+2p+1 of one interleaved group)
 // x MR activation rows from m; out[j * ldy + i] for the first nr (<= 2 NP) rows.
-template <int NP, int MR>
+// Table: nibble codes index w.table8 (int8 values; NF4/FP4), looked up by one vpshufb each.
+template <int NP, int MR, bool Table>
 void tile_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m, float* out, i64 ldy) {
   const i64 K = w.padded_cols(), G = w.n_groups, stride = w.block_stride();
   const __m256i m4 = _mm256_set1_epi8(0x0f);
+  __m256i tbl = _mm256_setzero_si256();
+  if constexpr (Table)
+    tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.table8.data())));
+  const __m256 t8s = _mm256_set1_ps(w.table8_scale);
   const std::uint8_t* wp[NP];
   const float* sp[NP];
   for (int p = 0; p < NP; ++p) {
@@ -293,20 +305,27 @@ void tile_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m, f
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp[p] + b * stride));
         lo[p] = _mm256_and_si256(q, m4);
         hi[p] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if constexpr (Table) {
+          lo[p] = _mm256_shuffle_epi8(tbl, lo[p]);
+          hi[p] = _mm256_shuffle_epi8(tbl, hi[p]);
+        }
       }
       for (int j = 0; j < MR; ++j) {
         const std::int8_t* ab = am[j] + b * kQBlock;
         const __m256i alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab)));
         const __m256i ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ab + 16)));
         const __m256 dv = _mm256_broadcast_ss(dm[j] + b);
-        for (int p = 0; p < NP; ++p)
-          gacc[j][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_pair(lo[p], hi[p], alo, ahi)), dv, gacc[j][p]);
+        for (int p = 0; p < NP; ++p) {
+          const __m256i d = Table ? dot_pair_signed(lo[p], hi[p], alo, ahi) : dot_pair(lo[p], hi[p], alo, ahi);
+          gacc[j][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), dv, gacc[j][p]);
+        }
       }
       LOWBIT_MCA_END("nibble")
     }
     for (int p = 0; p < NP; ++p) {
-      // lanes 0..3 take row A's scale, 4..7 row B's
-      const __m256 sv = _mm256_set_m128(_mm_broadcast_ss(sp[p] + G + g), _mm_broadcast_ss(sp[p] + g));
+      // lanes 0..3 take row A's scale, 4..7 row B's (times table8_scale: exactly 1 without a table)
+      const __m256 sv =
+          _mm256_mul_ps(_mm256_set_m128(_mm_broadcast_ss(sp[p] + G + g), _mm_broadcast_ss(sp[p] + g)), t8s);
       for (int j = 0; j < MR; ++j) acc[j][p] = _mm256_fmadd_ps(gacc[j][p], sv, acc[j][p]);
     }
   }
@@ -323,13 +342,14 @@ void tile_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m, f
 }
 
 // Pairs at r.. (2 NP rows, nr valid) against activation rows [m0, m0+mb) in steps of MR (then 1).
-template <int NP, int MR>
+template <int NP, int MR, bool Table>
 void rows_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m0, i64 mb, float* y, i64 ldy) {
   i64 m = m0;
-  for (; m + MR <= m0 + mb; m += MR) tile_nibble<NP, MR>(w, r, nr, a, m, y + (m - m0) * ldy, ldy);
-  for (; m < m0 + mb; ++m) tile_nibble<NP, 1>(w, r, nr, a, m, y + (m - m0) * ldy, ldy);
+  for (; m + MR <= m0 + mb; m += MR) tile_nibble<NP, MR, Table>(w, r, nr, a, m, y + (m - m0) * ldy, ldy);
+  for (; m < m0 + mb; ++m) tile_nibble<NP, 1, Table>(w, r, nr, a, m, y + (m - m0) * ldy, ldy);
 }
 
+template <bool Table>
 void gemm_q8_nibbles(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
   // r0 is a multiple of the row group (the driver's tiles are), so every group is whole in
   // the padded storage; rows past rb are computed and not written.
@@ -337,17 +357,18 @@ void gemm_q8_nibbles(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64
     const i64 nr = std::min<i64>(kNibbleRowGroup, r0 + rb - r);
     float* yr = y + (r - r0);
     if (mb <= 2) {  // decode: both pairs of the group in one pass over its cache lines
-      rows_nibble<2, 1>(w, r, nr, a, m0, mb, yr, ldy);
+      rows_nibble<2, 1, Table>(w, r, nr, a, m0, mb, yr, ldy);
     } else {
-      rows_nibble<1, kNibbleActs>(w, r, nr, a, m0, mb, yr, ldy);
-      if (nr > 2) rows_nibble<1, kNibbleActs>(w, r + 2, nr - 2, a, m0, mb, yr + 2, ldy);
+      rows_nibble<1, kNibbleActs, Table>(w, r, nr, a, m0, mb, yr, ldy);
+      if (nr > 2) rows_nibble<1, kNibbleActs, Table>(w, r + 2, nr - 2, a, m0, mb, yr + 2, ldy);
     }
   }
 }
 
 void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
-  if (w.container == QContainer::Nibble) gemm_q8_nibbles(w, a, m0, mb, r0, rb, y, ldy);
-  else gemm_q8_bytes(w, a, m0, mb, r0, rb, y, ldy);
+  if (w.container == QContainer::Byte) gemm_q8_bytes(w, a, m0, mb, r0, rb, y, ldy);
+  else if (w.table8.empty()) gemm_q8_nibbles<false>(w, a, m0, mb, r0, rb, y, ldy);
+  else gemm_q8_nibbles<true>(w, a, m0, mb, r0, rb, y, ldy);
 }
 
 // ---- float path: rows of W_hat ---------------------------------------------------------

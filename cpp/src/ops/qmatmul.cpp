@@ -146,6 +146,33 @@ std::shared_ptr<PackedWeights> prepare_affine(const std::uint8_t* codes, const f
       [&](i64 r, i64 g) { return std::pair<float, float>{scale[r * G + g], offset[r * G + g]}; });
 }
 
+std::shared_ptr<PackedWeights> prepare_table4(const std::uint8_t* codes, const float* table, const float* scale,
+                                              i64 rows, i64 cols, i64 group_size) {
+  LOWBIT_CHECK(rows > 0 && cols > 0, "prepare_table4: shape must be positive, got (", rows, ", ", cols, ")");
+  LOWBIT_CHECK(group_size > 0 && cols % group_size == 0, "prepare_table4: group_size must divide in_features=",
+               cols, ", got ", group_size);
+  float tmax = 0.0f;
+  for (int c = 0; c < 16; ++c) {
+    LOWBIT_CHECK(std::isfinite(table[c]), "prepare_table4: table must be finite, got ", table[c], " at ", c);
+    tmax = std::max(tmax, std::fabs(table[c]));
+  }
+  LOWBIT_CHECK(tmax > 0.0f, "prepare_table4: table must not be all zeros");
+  const i64 G = cols / group_size;
+  for (i64 i = 0; i < rows * cols; ++i)
+    LOWBIT_CHECK(codes[i] < 16, "prepare_table4: codes must be < 16, got ", static_cast<int>(codes[i]), " at flat index ", i);
+  for (i64 i = 0; i < rows * G; ++i)
+    LOWBIT_CHECK(std::isfinite(scale[i]), "prepare_table4: scale must be finite, got ", scale[i], " at ", i);
+  auto P = pack_rows(
+      QType::NF4, 4, rows, cols, group_size, G, nullptr,
+      [&](i64 r, std::uint8_t* dst) { std::copy(codes + r * cols, codes + (r + 1) * cols, dst); },
+      [&](i64 r, i64 g) { return std::pair<float, float>{scale[r * G + g], 0.0f}; });
+  P->table.assign(table, table + 16);
+  P->table8.resize(16);
+  for (int c = 0; c < 16; ++c) P->table8[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(std::nearbyint(127.0f * (table[c] / tmax)));
+  P->table8_scale = tmax / 127.0f;
+  return P;
+}
+
 // ---------------------------------------------------------------------------------- driver
 namespace {
 
@@ -227,7 +254,8 @@ void run_f32(const void* x, ActDType xt, i64 M, i64 ldx, const PackedWeights& w,
     const i64 m0 = (t % n_bm) * bm, mb = std::min(bm, M - m0);
     thread_local std::vector<float> wbuf;
     float* wt = grow(wbuf, rb * Kp);
-    k.dequantize_rows(w, r0, rb, wt);
+    // the float table is read by the scalar definition only (F32 with a table is not a hot path)
+    (w.table.empty() ? k : scalar::kQMatmulKernels).dequantize_rows(w, r0, rb, wt);
     lk.gemm_nt(xp + m0 * Kp, mb, Kp, Kp, wt, rb, Kp, y + m0 * N + r0, N);
   });
 }

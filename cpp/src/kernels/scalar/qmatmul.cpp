@@ -14,6 +14,18 @@ inline int stored(const PackedWeights& w, const std::uint8_t* blk, int j) {
   return static_cast<std::int8_t>(blk[j]);
 }
 
+// The integer the int8 kernels multiply: the stored value, or its table8 entry.
+inline int stored_int(const PackedWeights& w, const std::uint8_t* blk, int j) {
+  const int v = stored(w, blk, j);
+  return w.table8.empty() ? v : w.table8[static_cast<std::size_t>(v)];
+}
+
+// The float dequantize multiplies: the stored value, or its table entry.
+inline float stored_float(const PackedWeights& w, const std::uint8_t* blk, int j) {
+  const int v = stored(w, blk, j);
+  return w.table.empty() ? static_cast<float>(v) : w.table[static_cast<std::size_t>(v)];
+}
+
 void quantize_row_q8(const float* xp, i64 n_blocks, std::int8_t* a, float* d, std::int32_t* asum) {
   for (i64 b = 0; b < n_blocks; ++b) {
     const float* x = xp + b * kQBlock;
@@ -60,10 +72,10 @@ void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64
         float ag = 0.0f;
         for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b) {
           std::int32_t dot = 0;
-          for (int j = 0; j < kQBlock; ++j) dot += stored(w, wr + b * bstride, j) * am[b * kQBlock + j];
+          for (int j = 0; j < kQBlock; ++j) dot += stored_int(w, wr + b * bstride, j) * am[b * kQBlock + j];
           ag += dm[b] * static_cast<float>(dot);
         }
-        acc += s[g] * ag + off[g] * gs[g];
+        acc += (s[g] * w.table8_scale) * ag + off[g] * gs[g];
       }
       y[(m - m0) * ldy + (r - r0)] = acc;
     }
@@ -79,7 +91,7 @@ void dequantize_rows(const PackedWeights& w, i64 r0, i64 rb, float* dst) {
       const float s = w.scale[r * w.n_groups + g], off = w.offset[r * w.n_groups + g];
       for (i64 b = w.group_block[g]; b < w.group_block[g + 1]; ++b)
         for (int j = 0; j < kQBlock; ++j)
-          out[b * kQBlock + j] = s * static_cast<float>(stored(w, wr + b * bstride, j)) + off;
+          out[b * kQBlock + j] = s * stored_float(w, wr + b * bstride, j) + off;
     }
   }
 }
