@@ -45,7 +45,6 @@ dequantizes): HQQ with ``axis=0`` (a different group for every column of a row).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
