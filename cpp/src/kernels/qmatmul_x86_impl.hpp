@@ -349,20 +349,26 @@ void rows_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m0, 
   for (; m < m0 + mb; ++m) tile_nibble<NP, 1, Table>(w, r, nr, a, m, y + (m - m0) * ldy, ldy);
 }
 
+// Row pairs of [r0, r0 + rb) x activation rows [m, m + MR): the MR activation rows stay in L1
+// while the tile's weights stream from L2.
+template <int MR, bool Table>
+void pairs_nibble(const PackedWeights& w, const ActQ8& a, i64 m, i64 m0, i64 r0, i64 rb, float* y, i64 ldy) {
+  for (i64 r = r0; r < r0 + rb; r += 2)
+    tile_nibble<1, MR, Table>(w, r, std::min<i64>(2, r0 + rb - r), a, m, y + (m - m0) * ldy + (r - r0), ldy);
+}
+
 template <bool Table>
 void gemm_q8_nibbles(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
   // r0 is a multiple of the row group (the driver's tiles are), so every group is whole in
   // the padded storage; rows past rb are computed and not written.
-  for (i64 r = r0; r < r0 + rb; r += kNibbleRowGroup) {
-    const i64 nr = std::min<i64>(kNibbleRowGroup, r0 + rb - r);
-    float* yr = y + (r - r0);
-    if (mb <= 2) {  // decode: both pairs of the group in one pass over its cache lines
-      rows_nibble<2, 1, Table>(w, r, nr, a, m0, mb, yr, ldy);
-    } else {
-      rows_nibble<1, kNibbleActs, Table>(w, r, nr, a, m0, mb, yr, ldy);
-      if (nr > 2) rows_nibble<1, kNibbleActs, Table>(w, r + 2, nr - 2, a, m0, mb, yr + 2, ldy);
-    }
+  if (mb <= 2) {  // decode: both pairs of a group in one pass over its cache lines
+    for (i64 r = r0; r < r0 + rb; r += kNibbleRowGroup)
+      rows_nibble<2, 1, Table>(w, r, std::min<i64>(kNibbleRowGroup, r0 + rb - r), a, m0, mb, y + (r - r0), ldy);
+    return;
   }
+  i64 m = m0;
+  for (; m + kNibbleActs <= m0 + mb; m += kNibbleActs) pairs_nibble<kNibbleActs, Table>(w, a, m, m0, r0, rb, y, ldy);
+  for (; m < m0 + mb; ++m) pairs_nibble<1, Table>(w, a, m, m0, r0, rb, y, ldy);
 }
 
 void gemm_q8(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r0, i64 rb, float* y, i64 ldy) {
