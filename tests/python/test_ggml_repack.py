@@ -1,10 +1,11 @@
 """The interleaved (repacked) GGUF kernel layouts (lowbit/ggml_repack.hpp) against the scalar
 vec_dot definition.
 
-q4_0, iq4_nl, q4_K, q8_0 and q6_K weights are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
-layout compute each output with the scalar definition's operations in its order, so they must
-match the scalar kernels bit for bit (NaN where it is NaN), on every shape: rows not a multiple
-of 8 (padded group), any number of activation rows (steps of 4, then 1), any thread count.
+q4_0, q4_1, q5_0, q5_1, iq4_nl, q4_K, q5_K, q8_0 and q6_K weights are stored as groups of 8
+interleaved rows on x86 builds; the AVX2 kernels on that layout compute each output with the
+scalar definition's operations in its order, so they must match the scalar kernels bit for bit
+(NaN where it is NaN), on every shape: rows not a multiple of 8 (padded group), any number of
+activation rows (steps of 4, then 1; prefill pairs of groups), any thread count.
 """
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ from lowbit import _core
 from conftest import matmul_acts as acts
 
 
-TYPES = ("q4_0", "iq4_nl", "q4_K", "q8_0", "q6_K")
-BLOCK = {"q4_0": 32, "iq4_nl": 32, "q4_K": 256, "q8_0": 32, "q6_K": 256}
-GROUP_BYTES = {"q4_0": 144, "iq4_nl": 144, "q4_K": 1184, "q8_0": 272, "q6_K": 1680}  # per block of 8 interleaved rows
+TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q4_K", "q5_K", "q8_0", "q6_K")
+BLOCK = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "iq4_nl": 32, "q4_K": 256, "q5_K": 256, "q8_0": 32,
+         "q6_K": 256}
+# per block of 8 interleaved rows: the bytes of 8 native blocks, except q4_K / q5_K (unpacked scales)
+GROUP_BYTES = {"q4_0": 144, "q4_1": 160, "q5_0": 176, "q5_1": 192, "iq4_nl": 144, "q4_K": 1184, "q5_K": 1440,
+               "q8_0": 272, "q6_K": 1680}
+WITH_MIN = ("q4_1", "q5_1", "q4_K", "q5_K")  # an fp16 m (k-quants: dmin) after d
+# the bytes of a block that hold its 5-bit codes (qh then qs)
+FIVE_BIT_CODES = {"q5_0": slice(2, 22), "q5_1": slice(4, 24), "q5_K": slice(16, 176)}
 
 
 def weights(t: str, out: int, inp: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
@@ -94,10 +101,16 @@ def test_zeros_huge_inf_and_nan_match_scalar(t):
     qw[6, bb + d:bb + d + 2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN scale
     if t == "q8_0":
         qw[7, 2:34] = 0x80  # codes of -128 (never written by the quantizer, legal in a file)
+    if t in WITH_MIN:
+        qw[8, 2:4] = np.frombuffer(np.float16(-np.inf).tobytes(), np.uint8)  # a min of -inf
+        qw[9, bb + 2:bb + 4] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN min
+    if t in FIVE_BIT_CODES:
+        qw[10, FIVE_BIT_CODES[t]] = 0xff  # all codes 31 in the first block: the largest int16 sums
     w = _core.prepare_ggml(t, qw, out, inp)
     x = acts(6, inp)
     x[0] = 0.0
     x[3] *= 5e6 / np.abs(x[3]).max()
+    x[4, : BLOCK[t]] = 1.0  # every activation code at its maximum: the int16 sums at their bounds
     x[5, 7] = np.nan
     ref = _core.ggml_qmatmul(x, w, "int8", "scalar")
     assert np.isnan(ref[5]).all() and not np.isfinite(ref[2:5, 6]).any()

@@ -94,6 +94,10 @@ std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* dat
     case QType::Q4_K: nbytes = q4_Kx8_nbytes, repack = repack_q4_Kx8; break;
     case QType::Q8_0: nbytes = q8_0x8_nbytes, repack = repack_q8_0x8; break;
     case QType::Q6_K: nbytes = q6_Kx8_nbytes, repack = repack_q6_Kx8; break;
+    case QType::Q4_1: nbytes = q4_1x8_nbytes, repack = repack_q4_1x8; break;
+    case QType::Q5_0: nbytes = q5_0x8_nbytes, repack = repack_q5_0x8; break;
+    case QType::Q5_1: nbytes = q5_1x8_nbytes, repack = repack_q5_1x8; break;
+    case QType::Q5_K: nbytes = q5_Kx8_nbytes, repack = repack_q5_Kx8; break;
     default: break;
   }
   if (repack != nullptr) {
@@ -229,9 +233,9 @@ void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes,
 void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeights& w, float* y,
                      const GgmlRepackKernels& rk) {
   const i64 K = w.cols, ab = w.act_row_bytes;
-  if (w.format == QType::Q6_K || w.format == QType::Q4_K) {
+  if (w.format == QType::Q6_K || w.format == QType::Q4_K || w.format == QType::Q5_K) {
     // Q8_K bsums (one per 16 codes) as int16 pairs in one int32: q6_K's sub-blocks are 16
-    // codes (each bsum), q4_K's are 32 (two bsums added)
+    // codes (each bsum), q4_K's and q5_K's are 32 (two bsums added)
     const bool q6 = w.format == QType::Q6_K;
     const int per = q6 ? 1 : 2, n_pairs = ggml::QK_K / 16 / (2 * per);
     const i64 nb = K / ggml::QK_K;
@@ -254,15 +258,30 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
       act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
     }
     if (q6) run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
+    else if (w.format == QType::Q5_K) run_x8(act, M, bm, nb, kQ5_Kx8BlockBytes, w, y, rk.q5_Kx8_1, rk.q5_Kx8_4, nullptr);
     else run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4, nullptr);
     return;
   }
   const i64 nb = K / ggml::QK8_0;
-  thread_local std::vector<float> dbuf;
+  thread_local std::vector<float> dbuf, s1buf;
   thread_local std::vector<std::int32_t> sbuf;
   float* ad = grow(dbuf, M * nb);
   std::int32_t* as = grow(sbuf, M * nb);
   std::vector<GgmlQ8Act> act(static_cast<std::size_t>(M));
+  if (w.act_type == QType::Q8_1) {  // q4_1 / q5_1: d and s as float (the code sums unused)
+    float* a1 = grow(s1buf, M * nb);
+    for (i64 m = 0; m < M; ++m) {
+      const auto* blk = reinterpret_cast<const ggml::block_q8_1*>(qa + m * ab);
+      for (i64 i = 0; i < nb; ++i) {
+        ad[m * nb + i] = fp16_to_fp32(blk[i].d);
+        a1[m * nb + i] = fp16_to_fp32(blk[i].s);
+      }
+      act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, nullptr, a1 + m * nb};
+    }
+    if (w.format == QType::Q4_1) run_x8(act, M, bm, nb, kQ4_1x8BlockBytes, w, y, rk.q4_1x8_1, rk.q4_1x8_4, rk.q4_1x16_4);
+    else run_x8(act, M, bm, nb, kQ5_1x8BlockBytes, w, y, rk.q5_1x8_1, rk.q5_1x8_4, rk.q5_1x16_4);
+    return;
+  }
   for (i64 m = 0; m < M; ++m) {
     const auto* blk = reinterpret_cast<const ggml::block_q8_0*>(qa + m * ab);
     for (i64 i = 0; i < nb; ++i) {
@@ -271,9 +290,11 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
       ad[m * nb + i] = fp16_to_fp32(blk[i].d);
       as[m * nb + i] = s;
     }
-    act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb};
+    act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb, nullptr};
   }
   if (w.format == QType::Q8_0) run_x8(act, M, bm, nb, kQ8_0x8BlockBytes, w, y, rk.q8_0x8_1, rk.q8_0x8_4, nullptr);
+  else if (w.format == QType::Q5_0)
+    run_x8(act, M, bm, nb, kQ5_0x8BlockBytes, w, y, rk.q5_0x8_1, rk.q5_0x8_4, rk.q5_0x16_4);
   else if (w.format == QType::IQ4_NL)
     run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.iq4_nlx8_1, rk.iq4_nlx8_4, nullptr);
   else run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4, rk.q4_0x16_4);

@@ -231,37 +231,64 @@ void iq4_nlx8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
-// q4_Kx8: per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the high ones
-// (2h+1) in two passes over the same 256 bytes (fewer live registers); each int16 sum adds 8
-// maddubs (<= 30480), then madd by the sub-block's scale in both int16 halves of a row's lane.
-template <int MR>
-void q4_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
+// High-plane bit k of each byte moved to bit 4 (with 16-bit shifts: the bit that lands at 4 or
+// 12 is always bit k of the same byte). The q5_0x8 / q5_1x8 / q5_Kx8 fifth code bit.
+inline __m256i high_bit(__m256i H, int k) {
+  switch (k) {
+    case 0: return _mm256_slli_epi16(H, 4);
+    case 1: return _mm256_slli_epi16(H, 3);
+    case 2: return _mm256_slli_epi16(H, 2);
+    case 3: return _mm256_slli_epi16(H, 1);
+    case 4: return H;
+    case 5: return _mm256_srli_epi16(H, 1);
+    case 6: return _mm256_srli_epi16(H, 2);
+    default: return _mm256_srli_epi16(H, 3);
+  }
+}
+
+// q4_Kx8 (Five: q5_Kx8): per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the
+// high ones (2h+1) in two passes over the same 256 bytes (fewer live registers); q4_K: each
+// int16 sum adds 8 maddubs (<= 30480); q5_K (codes | high-plane bit sb << 4, <= 31): two int16
+// sums of 4 maddubs (<= 31496). Then madd by the sub-block's scale in both int16 halves of a
+// row's lane.
+template <bool Five, int MR>
+void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
+  constexpr i64 BB = Five ? kQ5_Kx8BlockBytes : kQ4_Kx8BlockBytes;
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
   const ggml::block_q8_K* y[MR];
   __m256 acc[MR];
   for (int j = 0; j < MR; ++j) {
     y[j] = reinterpret_cast<const ggml::block_q8_K*>(a[j].blocks);
     acc[j] = _mm256_setzero_ps();
   }
-  for (i64 i = 0; i < nb; ++i, g += kQ4_Kx8BlockBytes) {
+  for (i64 i = 0; i < nb; ++i, g += BB) {
     __m256i isum[MR], summ[MR];
     for (int j = 0; j < MR; ++j) isum[j] = summ[j] = _mm256_setzero_si256();
     for (int h = 0; h < 4; ++h) {
       const std::uint8_t* q = g + 160 + 256 * h;
-      prefetch_lines(q + 2 * kQ4_Kx8BlockBytes, 4);
+      prefetch_lines(q + 2 * BB, 4);
+      if constexpr (Five) prefetch_lines(g + kQ4_Kx8BlockBytes + 64 * h + 2 * BB, 1);
       for (int e = 0; e < 2; ++e) {
         const int sb = 2 * h + e;
-        __m256i s16[MR];
-        for (int j = 0; j < MR; ++j) s16[j] = _mm256_setzero_si256();
+        __m256i s16[2][MR];
+        for (int j = 0; j < MR; ++j) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
         for (int c = 0; c < 8; ++c) {
           const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
-          const __m256i w = _mm256_and_si256(e ? _mm256_srli_epi16(v, 4) : v, m4);
+          __m256i w = _mm256_and_si256(e ? _mm256_srli_epi16(v, 4) : v, m4);
+          if constexpr (Five) {
+            const __m256i hp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kQ4_Kx8BlockBytes + 32 * c));
+            w = _mm256_or_si256(w, _mm256_and_si256(high_bit(hp, sb), m10));
+          }
+          const int k = Five ? c / 4 : 0;
           for (int j = 0; j < MR; ++j)
-            s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(w, bcast4(y[j][i].qs + 32 * sb + 4 * c)));
+            s16[k][j] = _mm256_add_epi16(s16[k][j], _mm256_maddubs_epi16(w, bcast4(y[j][i].qs + 32 * sb + 4 * c)));
         }
         const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 32 + 8 * sb)));
         const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
-        for (int j = 0; j < MR; ++j) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+        for (int j = 0; j < MR; ++j) {
+          isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[0][j], sc));
+          if constexpr (Five) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[1][j], sc));
+        }
       }
       const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 96 + 16 * h)));
       for (int j = 0; j < MR; ++j)
@@ -279,10 +306,103 @@ void q4_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
+// ---- q4_1x8, q5_0x8, q5_1x8 (ggml_repack.hpp): Min: an fp16 m per row (Q8_1 activations, the
+// m_w * s_a term); High: the 5th code bit in the high plane (bit 2c + h for chunk c, half h).
+// NG groups of 8 weight rows (`stride` bytes apart) x MR activation rows; out[(MR*gi + j)*8 + r].
+// Codes unsigned: 4-bit (Min && !High: q4_1) as q4_0x8, 8 maddubs (<= 30480) per int16 sum;
+// 5-bit: one int16 sum per half h (4 maddubs <= 4*2*31*127 = 31496), each widened by madd.
+// q5_0's -16: 16 * the activation block's code sum. Float step as the scalar vec_dot:
+//   acc += (d_w * d_a) * float(sumi) [+ m_w * s_a].
+template <class ABlk, bool Min, bool High, int MR, int NG>
+void legacy_x8(i64 nb, const std::uint8_t* g, i64 stride, const GgmlQ8Act* a, float* out) {
+  constexpr i64 BB = 16 + (Min ? 16 : 0) + (High ? 32 : 0) + 128, QO = BB - 128, HO = 16 + (Min ? 16 : 0);
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+  const ABlk* y[MR];
+  __m256 acc[NG][MR];
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ABlk*>(a[j].blocks);
+    for (int gi = 0; gi < NG; ++gi) acc[gi][j] = _mm256_setzero_ps();
+  }
+  for (i64 i = 0; i < nb; ++i, g += BB) {
+    if constexpr (NG == 1) prefetch_lines(g + 8 * BB, 3);
+    __m256i si[NG][MR];
+    for (int gi = 0; gi < NG; ++gi)
+      for (int j = 0; j < MR; ++j) si[gi][j] = _mm256_setzero_si256();
+    if constexpr (!High) {
+      __m256i s16[NG][MR];
+      for (int gi = 0; gi < NG; ++gi)
+        for (int j = 0; j < MR; ++j) s16[gi][j] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c)
+        for (int h = 0; h < 2; ++h) {
+          __m256i w[NG];
+          for (int gi = 0; gi < NG; ++gi) {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + gi * stride + QO + 32 * c));
+            w[gi] = _mm256_and_si256(h ? _mm256_srli_epi16(q, 4) : q, m4);
+          }
+          for (int j = 0; j < MR; ++j) {
+            const __m256i b = bcast4(y[j][i].qs + 16 * h + 4 * c);
+            for (int gi = 0; gi < NG; ++gi) s16[gi][j] = _mm256_add_epi16(s16[gi][j], _mm256_maddubs_epi16(w[gi], b));
+          }
+        }
+      for (int gi = 0; gi < NG; ++gi)
+        for (int j = 0; j < MR; ++j) si[gi][j] = _mm256_madd_epi16(s16[gi][j], ones);
+    } else {
+      __m256i H[NG];
+      for (int gi = 0; gi < NG; ++gi) H[gi] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + gi * stride + HO));
+      for (int h = 0; h < 2; ++h) {
+        __m256i s16[NG][MR];
+        for (int gi = 0; gi < NG; ++gi)
+          for (int j = 0; j < MR; ++j) s16[gi][j] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) {
+          __m256i w[NG];
+          for (int gi = 0; gi < NG; ++gi) {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + gi * stride + QO + 32 * c));
+            w[gi] = _mm256_or_si256(_mm256_and_si256(h ? _mm256_srli_epi16(q, 4) : q, m4),
+                                    _mm256_and_si256(high_bit(H[gi], 2 * c + h), m10));
+          }
+          for (int j = 0; j < MR; ++j) {
+            const __m256i b = bcast4(y[j][i].qs + 16 * h + 4 * c);
+            for (int gi = 0; gi < NG; ++gi) s16[gi][j] = _mm256_add_epi16(s16[gi][j], _mm256_maddubs_epi16(w[gi], b));
+          }
+        }
+        for (int gi = 0; gi < NG; ++gi)
+          for (int j = 0; j < MR; ++j) si[gi][j] = _mm256_add_epi32(si[gi][j], _mm256_madd_epi16(s16[gi][j], ones));
+      }
+    }
+    for (int gi = 0; gi < NG; ++gi) {
+      const std::uint8_t* gb = g + gi * stride;
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb)));
+      __m256 mw = _mm256_setzero_ps();
+      if constexpr (Min) mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + 16)));
+      for (int j = 0; j < MR; ++j) {
+        __m256i sij = si[gi][j];
+        if constexpr (!Min) sij = _mm256_sub_epi32(sij, _mm256_set1_epi32(16 * a[j].sum[i]));  // q5_0
+        const __m256 t = _mm256_mul_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[j].d[i])), _mm256_cvtepi32_ps(sij));
+        if constexpr (Min) acc[gi][j] = _mm256_add_ps(acc[gi][j], _mm256_add_ps(t, _mm256_mul_ps(mw, _mm256_set1_ps(a[j].s[i]))));
+        else acc[gi][j] = _mm256_add_ps(acc[gi][j], t);
+      }
+    }
+  }
+  for (int gi = 0; gi < NG; ++gi)
+    for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * (MR * gi + j), acc[gi][j]);
+}
+
+template <class ABlk, bool Min, bool High, int MR>
+void legacy_x8_one(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
+  legacy_x8<ABlk, Min, High, MR, 1>(nb, g, 0, a, out);
+}
+
 }  // namespace
 
-const GgmlRepackKernels kGgmlRepackKernels = {q4_0x8<1>, q4_0x8<4>, q4_Kx8<1>, q4_Kx8<4>, q4_0x16_4,
-                                             q8_0x8<1>, q8_0x8<4>, q6_Kx8<1>, q6_Kx8<4>,
-                                             iq4_nlx8<1>, iq4_nlx8<4>};
+const GgmlRepackKernels kGgmlRepackKernels = {
+    q4_0x8<1>, q4_0x8<4>, q45_Kx8<false, 1>, q45_Kx8<false, 4>, q4_0x16_4, q8_0x8<1>, q8_0x8<4>, q6_Kx8<1>, q6_Kx8<4>,
+    iq4_nlx8<1>, iq4_nlx8<4>,
+    legacy_x8_one<ggml::block_q8_1, true, false, 1>, legacy_x8_one<ggml::block_q8_1, true, false, 4>,
+    legacy_x8<ggml::block_q8_1, true, false, 4, 2>,
+    legacy_x8_one<ggml::block_q8_0, false, true, 1>, legacy_x8_one<ggml::block_q8_0, false, true, 4>,
+    legacy_x8<ggml::block_q8_0, false, true, 4, 2>,
+    legacy_x8_one<ggml::block_q8_1, true, true, 1>, legacy_x8_one<ggml::block_q8_1, true, true, 4>,
+    legacy_x8<ggml::block_q8_1, true, true, 4, 2>,
+    q45_Kx8<true, 1>, q45_Kx8<true, 4>};
 
 }  // namespace lowbit::avx2
