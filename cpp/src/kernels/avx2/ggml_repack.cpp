@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "lowbit/ggml_blocks.hpp"
 #include "lowbit/ggml_repack.hpp"
@@ -231,19 +233,24 @@ void iq4_nlx8(i64 nb, const std::uint8_t* g, const GgmlQ8Act* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
-// High-plane bit k of each byte moved to bit 4 (with 16-bit shifts: the bit that lands at 4 or
-// 12 is always bit k of the same byte). The q5_0x8 / q5_1x8 / q5_Kx8 fifth code bit.
-inline __m256i high_bit(__m256i H, int k) {
-  switch (k) {
-    case 0: return _mm256_slli_epi16(H, 4);
-    case 1: return _mm256_slli_epi16(H, 3);
-    case 2: return _mm256_slli_epi16(H, 2);
-    case 3: return _mm256_slli_epi16(H, 1);
-    case 4: return H;
-    case 5: return _mm256_srli_epi16(H, 1);
-    case 6: return _mm256_srli_epi16(H, 2);
-    default: return _mm256_srli_epi16(H, 3);
-  }
+// f(std::integral_constant<int, 0>{}) ... f(<N - 1>{}): loop bodies whose index must be a
+// compile-time constant (immediate shift counts).
+template <class F, int... I>
+inline void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+inline void static_for(F&& f) {
+  static_for_impl(f, std::make_integer_sequence<int, N>{});
+}
+
+// High-plane bit K of each byte moved to bit 4 (with 16-bit shifts: the bit that lands at 4 or
+// 12 is always bit K of the same byte). The q5_0x8 / q5_1x8 / q5_Kx8 fifth code bit.
+template <int K>
+inline __m256i high_bit(__m256i H) {
+  if constexpr (K < 4) return _mm256_slli_epi16(H, 4 - K);
+  else if constexpr (K == 4) return H;
+  else return _mm256_srli_epi16(H, K - 4);
 }
 
 // q4_Kx8 (Five: q5_Kx8): per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the
@@ -264,12 +271,13 @@ void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
   for (i64 i = 0; i < nb; ++i, g += BB) {
     __m256i isum[MR], summ[MR];
     for (int j = 0; j < MR; ++j) isum[j] = summ[j] = _mm256_setzero_si256();
-    for (int h = 0; h < 4; ++h) {
+    static_for<4>([&](auto hc) {
+      constexpr int h = hc;
       const std::uint8_t* q = g + 160 + 256 * h;
       prefetch_lines(q + 2 * BB, 4);
       if constexpr (Five) prefetch_lines(g + kQ4_Kx8BlockBytes + 64 * h + 2 * BB, 1);
-      for (int e = 0; e < 2; ++e) {
-        const int sb = 2 * h + e;
+      static_for<2>([&](auto ec) {
+        constexpr int e = ec, sb = 2 * h + e;
         __m256i s16[2][MR];
         for (int j = 0; j < MR; ++j) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
         for (int c = 0; c < 8; ++c) {
@@ -277,7 +285,7 @@ void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
           __m256i w = _mm256_and_si256(e ? _mm256_srli_epi16(v, 4) : v, m4);
           if constexpr (Five) {
             const __m256i hp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kQ4_Kx8BlockBytes + 32 * c));
-            w = _mm256_or_si256(w, _mm256_and_si256(high_bit(hp, sb), m10));
+            w = _mm256_or_si256(w, _mm256_and_si256(high_bit<sb>(hp), m10));
           }
           const int k = Five ? c / 4 : 0;
           for (int j = 0; j < MR; ++j)
@@ -289,11 +297,11 @@ void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
           isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[0][j], sc));
           if constexpr (Five) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[1][j], sc));
         }
-      }
+      });
       const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 96 + 16 * h)));
       for (int j = 0; j < MR; ++j)
         summ[j] = _mm256_add_epi32(summ[j], _mm256_madd_epi16(mn, _mm256_set1_epi32(a[j].pairs[4 * i + h])));
-    }
+    });
     const __m256 xd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     const __m256 xdmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
     for (int j = 0; j < MR; ++j) {
@@ -349,25 +357,27 @@ void legacy_x8(i64 nb, const std::uint8_t* g, i64 stride, const GgmlQ8Act* a, fl
     } else {
       __m256i H[NG];
       for (int gi = 0; gi < NG; ++gi) H[gi] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + gi * stride + HO));
-      for (int h = 0; h < 2; ++h) {
+      static_for<2>([&](auto hc) {
+        constexpr int h = hc;
         __m256i s16[NG][MR];
         for (int gi = 0; gi < NG; ++gi)
           for (int j = 0; j < MR; ++j) s16[gi][j] = _mm256_setzero_si256();
-        for (int c = 0; c < 4; ++c) {
+        static_for<4>([&](auto cc) {
+          constexpr int c = cc;
           __m256i w[NG];
           for (int gi = 0; gi < NG; ++gi) {
             const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + gi * stride + QO + 32 * c));
             w[gi] = _mm256_or_si256(_mm256_and_si256(h ? _mm256_srli_epi16(q, 4) : q, m4),
-                                    _mm256_and_si256(high_bit(H[gi], 2 * c + h), m10));
+                                    _mm256_and_si256(high_bit<2 * c + h>(H[gi]), m10));
           }
           for (int j = 0; j < MR; ++j) {
             const __m256i b = bcast4(y[j][i].qs + 16 * h + 4 * c);
             for (int gi = 0; gi < NG; ++gi) s16[gi][j] = _mm256_add_epi16(s16[gi][j], _mm256_maddubs_epi16(w[gi], b));
           }
-        }
+        });
         for (int gi = 0; gi < NG; ++gi)
           for (int j = 0; j < MR; ++j) si[gi][j] = _mm256_add_epi32(si[gi][j], _mm256_madd_epi16(s16[gi][j], ones));
-      }
+      });
     }
     for (int gi = 0; gi < NG; ++gi) {
       const std::uint8_t* gb = g + gi * stride;
