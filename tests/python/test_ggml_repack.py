@@ -131,3 +131,20 @@ def test_bit_identical_for_1_and_2_threads(t):
             lb.set_num_threads(2)
             two = _core.ggml_qmatmul(x, w, act)
             assert one.tobytes() == two.tobytes(), (t, act, M)
+
+
+@pytest.mark.parametrize("at", ["q8_0", "q8_1"])
+def test_simd_activation_quantizer_writes_the_scalar_bytes(at):
+    # ggml_qmatmul quantizes activations with the ISA's quantizer: the bytes of the scalar
+    # definition (itself checked against llama.cpp's in test_ggml_qmatmul.py), ties included
+    x = acts(9, 256, seed=3) * np.float32(3.0)
+    x[3, :32] = np.arange(32, dtype=np.float32) - 16.5  # amax 16.5: id = 127/16.5, ordinary rounding
+    x[4, :32] = (np.arange(32, dtype=np.float32) - 15.0) / 2.0  # with x[4, 31] = 127 below: halves
+    x[4, 31] = 127.0  # amax 127, id = 1: codes k + 0.5 round to even
+    x[5, 32:64] = -0.0  # an all-zero block (signed zeros): d = 0, codes 0
+    x[6, 64:96] = 6.0e4  # fp16's top: d = 472.4, s overflows to inf for q8_1 as in ggml
+    x[7, 96:128] = 1e-30  # tiny: d flushes to fp16 0 but the codes are 127
+    ref = _core.ggml_quantize_act(at, x)
+    for isa in simd_isas():
+        got = _core.ggml_quantize_act(at, x, isa)
+        assert np.array_equal(got, ref), (at, isa, np.argwhere(got != ref)[:5])

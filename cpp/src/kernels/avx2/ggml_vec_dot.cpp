@@ -285,6 +285,47 @@ template <int MR> void dot_q6_K(i64 n, const void* w, const void* const* a, floa
   dot_k<block_q6_K, true, false, decltype(&dec_q6_K), MR>(n, w, a, o, dec_q6_K);
 }
 
+// ---- activations ---------------------------------------------------------------------------
+// ggml_quantize_act_row's Q8_0 / Q8_1 blocks (ops/ggml_qmatmul.cpp, ggml-cpu's x86 quantizer),
+// byte for byte: amax is a max (order-free), x * id the same float product, _mm256_round_ps to
+// nearest even as nearbyint, the code sum exact in int32; d and s through the same fp16 rounding.
+void quantize_q8(const float* x, void* dst, i64 n, bool q8_1) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undo packs' lane interleave
+  const i64 bytes = q8_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
+  for (i64 i = 0; i < n / 32; ++i, x += 32) {
+    auto* out = static_cast<std::uint8_t*>(dst) + i * bytes;
+    __m256 v[4];
+    for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(x + 8 * k);
+    __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                              _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax = _mm_cvtss_f32(m);
+    const float d = amax / 127.0f;
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k)
+      q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    const __m256i codes = _mm256_permutevar8x32_epi32(p, order);
+    const std::uint16_t dh = fp32_to_fp16(d);
+    std::memcpy(out, &dh, 2);
+    if (q8_1) {
+      __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+      const std::uint16_t sh = fp32_to_fp16(d * static_cast<float>(_mm_cvtsi128_si32(s4)));
+      std::memcpy(out + 2, &sh, 2);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4), codes);
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2), codes);
+    }
+  }
+}
+
 template <void (*F)(i64, const void*, const void* const*, float*)>
 float one(i64 n, const void* w, const void* a) {
   float o;
@@ -299,7 +340,7 @@ const GgmlDotKernels kGgmlDotKernels = {
     LOWBIT_GGML_DOTS(dot_q4_0), LOWBIT_GGML_DOTS(dot_q4_1), LOWBIT_GGML_DOTS(dot_q5_0), LOWBIT_GGML_DOTS(dot_q5_1),
     LOWBIT_GGML_DOTS(dot_q8_0), LOWBIT_GGML_DOTS(dot_iq4_nl), LOWBIT_GGML_DOTS(dot_q2_K), LOWBIT_GGML_DOTS(dot_q3_K),
     LOWBIT_GGML_DOTS(dot_q4_K), LOWBIT_GGML_DOTS(dot_q5_K), LOWBIT_GGML_DOTS(dot_q6_K),
-    &kGgmlRepackKernels};
+    &kGgmlRepackKernels, quantize_q8};
 #undef LOWBIT_GGML_DOTS
 
 }  // namespace lowbit::avx2
