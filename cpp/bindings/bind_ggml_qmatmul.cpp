@@ -102,8 +102,7 @@ any thread count; a row of x with a NaN/inf gives a NaN row.)doc");
         {
           py::gil_scoped_release release;
           for (i64 i = 0; i < M; ++i) {
-            if (k != nullptr && k->quantize_q8 != nullptr && at != QType::Q8_K)
-              k->quantize_q8(xp + i * K, o + i * rb, K, at == QType::Q8_1);
+            if (k != nullptr && k->quantize_act != nullptr) k->quantize_act(at, xp + i * K, o + i * rb, K);
             else ggml_quantize_act_row(at, xp + i * K, o + i * rb, K);
           }
         }

@@ -133,7 +133,7 @@ def test_bit_identical_for_1_and_2_threads(t):
             assert one.tobytes() == two.tobytes(), (t, act, M)
 
 
-@pytest.mark.parametrize("at", ["q8_0", "q8_1"])
+@pytest.mark.parametrize("at", ["q8_0", "q8_1", "q8_K"])
 def test_simd_activation_quantizer_writes_the_scalar_bytes(at):
     # ggml_qmatmul quantizes activations with the ISA's quantizer: the bytes of the scalar
     # definition (itself checked against llama.cpp's in test_ggml_qmatmul.py), ties included
@@ -144,6 +144,7 @@ def test_simd_activation_quantizer_writes_the_scalar_bytes(at):
     x[5, 32:64] = -0.0  # an all-zero block (signed zeros): d = 0, codes 0
     x[6, 64:96] = 6.0e4  # fp16's top: d = 472.4, s overflows to inf for q8_1 as in ggml
     x[7, 96:128] = 1e-30  # tiny: d flushes to fp16 0 but the codes are 127
+    x[8, 10], x[8, 200] = -9.0, 9.0  # q8_K: two elements of the largest |x|, the first (negative) sets d
     ref = _core.ggml_quantize_act(at, x)
     for isa in simd_isas():
         got = _core.ggml_quantize_act(at, x, isa)

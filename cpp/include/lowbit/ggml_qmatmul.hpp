@@ -92,8 +92,8 @@ struct GgmlDot {
 struct GgmlDotKernels {
   GgmlDot q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K;
   const GgmlRepackKernels* repack;  // kernels on the interleaved layouts; null: unpack rows
-  // ggml_quantize_act_row for Q8_0 (q8_1 false) / Q8_1 (true), the same bytes; null: that one
-  void (*quantize_q8)(const float* x, void* dst, i64 n, bool q8_1);
+  // ggml_quantize_act_row (Q8_0 / Q8_1 / Q8_K), the same bytes in SIMD; null: that one
+  void (*quantize_act)(QType act_type, const float* x, void* dst, i64 n);
   const GgmlDot& dot(QType t) const;  // Unsupported for a type without a kernel
 };
 

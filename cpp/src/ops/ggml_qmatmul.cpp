@@ -315,9 +315,7 @@ void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights&
         const float* xr = act_row(x, xt, ldx, m, K, grow(tmp, K));
         ok[m] = all_finite(xr, K) ? 1 : 0;
         if (!ok[m]) std::memset(qa + m * ab, 0, static_cast<std::size_t>(ab));
-        else if (k.quantize_q8 != nullptr && w.act_type != QType::Q8_K)  // the same bytes, in SIMD
-          k.quantize_q8(xr, qa + m * ab, K, w.act_type == QType::Q8_1);
-        else ggml_quantize_act_row(w.act_type, xr, qa + m * ab, K);
+        else (k.quantize_act != nullptr ? k.quantize_act : ggml_quantize_act_row)(w.act_type, xr, qa + m * ab, K);
       },
       min_rows_per_thread(K));
   const i64 bm = M <= kDecodeM ? M : kPrefillM;
