@@ -254,7 +254,8 @@ inline __m256i high_bit(__m256i H) {
 }
 
 // q4_Kx8 (Five: q5_Kx8): per pair h of sub-blocks, the low nibbles (sub-block 2h) and then the
-// high ones (2h+1) in two passes over the same 256 bytes (fewer live registers); q4_K: each
+// high ones (2h+1): in one pass for MR = 1, else in two passes over the same 256 bytes (fewer
+// live registers); q4_K: each
 // int16 sum adds 8 maddubs (<= 30480); q5_K (codes | high-plane bit sb << 4, <= 31): two int16
 // sums of 4 maddubs (<= 31496). Then madd by the sub-block's scale in both int16 halves of a
 // row's lane.
@@ -276,7 +277,31 @@ void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
       const std::uint8_t* q = g + 160 + 256 * h;
       prefetch_lines(q + 2 * BB, 4);
       if constexpr (Five) prefetch_lines(g + kQ4_Kx8BlockBytes + 64 * h + 2 * BB, 1);
-      static_for<2>([&](auto ec) {
+      if constexpr (MR == 1) {  // decode: one pass, each chunk (and high-plane chunk) loaded once
+        __m256i s16[2][2];  // [e][half of the chunks]
+        s16[0][0] = s16[0][1] = s16[1][0] = s16[1][1] = _mm256_setzero_si256();
+        const std::int8_t* qa = y[0][i].qs + 64 * h;
+#pragma GCC unroll 2
+        for (int c = 0; c < 8; ++c) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+          __m256i w0 = _mm256_and_si256(v, m4), w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+          if constexpr (Five) {
+            const __m256i hp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kQ4_Kx8BlockBytes + 32 * c));
+            w0 = _mm256_or_si256(w0, _mm256_and_si256(high_bit<2 * h>(hp), m10));
+            w1 = _mm256_or_si256(w1, _mm256_and_si256(high_bit<2 * h + 1>(hp), m10));
+          }
+          const int k = Five ? c / 4 : 0;
+          s16[0][k] = _mm256_add_epi16(s16[0][k], _mm256_maddubs_epi16(w0, bcast4(qa + 4 * c)));
+          s16[1][k] = _mm256_add_epi16(s16[1][k], _mm256_maddubs_epi16(w1, bcast4(qa + 32 + 4 * c)));
+        }
+        for (int e = 0; e < 2; ++e) {
+          const __m256i sc32 =
+              _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 32 + 8 * (2 * h + e))));
+          const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
+          isum[0] = _mm256_add_epi32(isum[0], _mm256_madd_epi16(s16[e][0], sc));
+          if constexpr (Five) isum[0] = _mm256_add_epi32(isum[0], _mm256_madd_epi16(s16[e][1], sc));
+        }
+      } else static_for<2>([&](auto ec) {
         constexpr int e = ec, sb = 2 * h + e;
         __m256i s16[2][MR];
         for (int j = 0; j < MR; ++j) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
