@@ -305,6 +305,7 @@ void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
         constexpr int e = ec, sb = 2 * h + e;
         __m256i s16[2][MR];
         for (int j = 0; j < MR; ++j) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int c = 0; c < 8; ++c) {
           const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
           __m256i w = _mm256_and_si256(e ? _mm256_srli_epi16(v, 4) : v, m4);
