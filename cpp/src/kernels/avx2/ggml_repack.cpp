@@ -303,25 +303,24 @@ void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
         }
       } else static_for<2>([&](auto ec) {
         constexpr int e = ec, sb = 2 * h + e;
-        __m256i s16[2][MR];
-        for (int j = 0; j < MR; ++j) s16[0][j] = s16[1][j] = _mm256_setzero_si256();
-#pragma GCC unroll 2
-        for (int c = 0; c < 8; ++c) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
-          __m256i w = _mm256_and_si256(e ? _mm256_srli_epi16(v, 4) : v, m4);
-          if constexpr (Five) {
-            const __m256i hp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kQ4_Kx8BlockBytes + 32 * c));
-            w = _mm256_or_si256(w, _mm256_and_si256(high_bit<sb>(hp), m10));
-          }
-          const int k = Five ? c / 4 : 0;
-          for (int j = 0; j < MR; ++j)
-            s16[k][j] = _mm256_add_epi16(s16[k][j], _mm256_maddubs_epi16(w, bcast4(y[j][i].qs + 32 * sb + 4 * c)));
-        }
         const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 32 + 8 * sb)));
         const __m256i sc = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
-        for (int j = 0; j < MR; ++j) {
-          isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[0][j], sc));
-          if constexpr (Five) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[1][j], sc));
+        constexpr int kRuns = Five ? 2 : 1, kPer = 8 / kRuns;  // chunks per int16 sum
+        for (int run = 0; run < kRuns; ++run) {
+          __m256i s16[MR];
+          for (int j = 0; j < MR; ++j) s16[j] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+          for (int c = kPer * run; c < kPer * (run + 1); ++c) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+            __m256i w = _mm256_and_si256(e ? _mm256_srli_epi16(v, 4) : v, m4);
+            if constexpr (Five) {
+              const __m256i hp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kQ4_Kx8BlockBytes + 32 * c));
+              w = _mm256_or_si256(w, _mm256_and_si256(high_bit<sb>(hp), m10));
+            }
+            for (int j = 0; j < MR; ++j)
+              s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(w, bcast4(y[j][i].qs + 32 * sb + 4 * c)));
+          }
+          for (int j = 0; j < MR; ++j) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
         }
       });
       const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 96 + 16 * h)));
