@@ -1,7 +1,7 @@
 """The interleaved (repacked) GGUF kernel layouts (lowbit/ggml_repack.hpp) against the scalar
 vec_dot definition.
 
-q4_0, q4_1, q5_0, q5_1, iq4_nl, q4_K, q5_K, q8_0 and q6_K weights are stored as groups of 8
+q4_0, q4_1, q5_0, q5_1, iq4_nl, q3_K, q4_K, q5_K, q8_0 and q6_K weights are stored as groups of 8
 interleaved rows on x86 builds; the AVX2 kernels on that layout compute each output with the
 scalar definition's operations in its order, so they must match the scalar kernels bit for bit
 (NaN where it is NaN), on every shape: rows not a multiple of 8 (padded group), any number of
@@ -17,12 +17,13 @@ from lowbit import _core
 from conftest import matmul_acts as acts
 
 
-TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q4_K", "q5_K", "q8_0", "q6_K")
-BLOCK = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "iq4_nl": 32, "q4_K": 256, "q5_K": 256, "q8_0": 32,
-         "q6_K": 256}
-# per block of 8 interleaved rows: the bytes of 8 native blocks, except q4_K / q5_K (unpacked scales)
-GROUP_BYTES = {"q4_0": 144, "q4_1": 160, "q5_0": 176, "q5_1": 192, "iq4_nl": 144, "q4_K": 1184, "q5_K": 1440,
-               "q8_0": 272, "q6_K": 1680}
+TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q3_K", "q4_K", "q5_K", "q8_0", "q6_K")
+BLOCK = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "iq4_nl": 32, "q3_K": 256, "q4_K": 256, "q5_K": 256,
+         "q8_0": 32, "q6_K": 256}
+# per block of 8 interleaved rows: the bytes of 8 native blocks, except q3_K / q4_K / q5_K (unpacked scales)
+GROUP_BYTES = {"q4_0": 144, "q4_1": 160, "q5_0": 176, "q5_1": 192, "iq4_nl": 144, "q3_K": 912, "q4_K": 1184,
+               "q5_K": 1440, "q8_0": 272, "q6_K": 1680}
+D_OFFSET = {"q3_K": 108, "q6_K": 208}  # where the fp16 (super-)block scale d sits in a block; else 0
 WITH_MIN = ("q4_1", "q5_1", "q4_K", "q5_K")  # an fp16 m (k-quants: dmin) after d
 # the bytes of a block that hold its 5-bit codes (qh then qs)
 FIVE_BIT_CODES = {"q5_0": slice(2, 22), "q5_1": slice(4, 24), "q5_K": slice(16, 176)}
@@ -96,7 +97,7 @@ def test_zeros_huge_inf_and_nan_match_scalar(t):
     out, inp = 11, 2 * BLOCK[t]
     qw = weights(t, out, inp, scale=3e4)  # block scales near fp16's top
     bb = _core.row_size(t, BLOCK[t])
-    d = 208 if t == "q6_K" else 0  # where the fp16 super-block scale d sits in a block
+    d = D_OFFSET.get(t, 0)
     qw[4, d:d + 2] = np.frombuffer(np.float16(np.inf).tobytes(), np.uint8)  # a block scale of +inf
     qw[6, bb + d:bb + d + 2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN scale
     if t == "q8_0":

@@ -2,7 +2,7 @@
 //
 // Weights keep ggml's native block bytes (ggml_blocks.hpp): prepare_ggml copies them once
 // into an owned, immutable GgmlPackedWeights; on x86 builds q4_0, q4_1, q5_0, q5_1, iq4_nl,
-// q4_K, q5_K, q8_0 and q6_K are stored instead in 8-row interleaved layouts (ggml_repack.hpp) that the AVX2 kernels
+// q3_K, q4_K, q5_K, q8_0 and q6_K are stored instead in 8-row interleaved layouts (ggml_repack.hpp) that the AVX2 kernels
 // stream in one pass, bit-identical to the scalar vec_dot (the other paths unpack rows). Per call, each row of activations is quantized
 // to the weight type's vec_dot_type, exactly as ggml's CPU from_float for that type on x86:
 //   Q8_0 for q4_0 / q5_0 / q8_0 / iq4_nl,  Q8_1 for q4_1 / q5_1,  Q8_K for q2_K .. q6_K.
@@ -38,7 +38,7 @@
 namespace lowbit {
 
 // GGUF weights prepared for ggml_qmatmul: the native blocks, one row after the other, or
-// (interleave = 8, q4_0 / q4_1 / q5_0 / q5_1 / iq4_nl / q4_K / q5_K / q8_0 / q6_K on x86 builds) the
+// (interleave = 8, q4_0 / q4_1 / q5_0 / q5_1 / iq4_nl / q3_K / q4_K / q5_K / q8_0 / q6_K on x86) the
 // <type>x8 layout of ggml_repack.hpp,
 // stored instead.
 struct GgmlPackedWeights {
@@ -60,6 +60,7 @@ struct GgmlPackedWeights {
      : format == QType::Q5_0 ? unpack_q5_0x8_row
      : format == QType::Q5_1 ? unpack_q5_1x8_row
      : format == QType::Q5_K ? unpack_q5_Kx8_row
+     : format == QType::Q3_K ? unpack_q3_Kx8_row
                              : unpack_q4_0x8_row)(data.data(), r, cols, tmp);
     return tmp;
   }

@@ -85,6 +85,20 @@ i64 q5_Kx8_nbytes(i64 rows, i64 cols);
 void repack_q5_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
 void unpack_q5_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
 
+// q3_Kx8: groups of 8 rows; per super-block 912 bytes (native: 8 x 110 = 880):
+//   [0, 16)    8 x fp16 d
+//   [16, 144)  byte 16 + 16p + 2r + e = scale - 32 (int8) of 16-element sub-block 2p+e of row r
+//   [144, ...) per 32 elements q (8 x 96 bytes): 2 chunks n of 32 bytes whose byte 4r+t holds in
+//              bits 2c, 2c+1 the low 2 bits of the code u (= value + 4, 0..7) of element
+//              32q + 16n + 4c + t of row r; then 1 chunk whose byte 4r+t holds in bit 4n+c its
+//              3rd bit (native hmask).
+// The -4 folds through the bsums as q6_K's -32: sum_l (u_l - 4) a_l = sum_l u_l a_l - 4 bsum.
+constexpr i64 kQ3_Kx8BlockBytes = 16 + 128 + 8 * 96;  // 912
+
+i64 q3_Kx8_nbytes(i64 rows, i64 cols);
+void repack_q3_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q3_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
 constexpr i64 kQ8_0x8BlockBytes = 8 * 2 + 8 * 32;  // 272
 
 i64 q8_0x8_nbytes(i64 rows, i64 cols);
@@ -158,6 +172,8 @@ struct GgmlRepackKernels {
   GgmlQ4_0x16Fn q5_1x16_4;
   GgmlQ4_Kx8Fn q5_Kx8_1;  // pairs as q4_K's
   GgmlQ4_Kx8Fn q5_Kx8_4;
+  GgmlQ4_Kx8Fn q3_Kx8_1;  // pairs as q6_K's
+  GgmlQ4_Kx8Fn q3_Kx8_4;
 };
 
 namespace avx2 { extern const GgmlRepackKernels kGgmlRepackKernels; }

@@ -240,6 +240,88 @@ void unpack_q6_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t
   }
 }
 
+// ---- q3_K
+namespace {
+
+// q3_K's 16 six-bit scales (stored value; the scale is value - 32) <-> its 12 packed bytes.
+int q3_K_scale(const std::uint8_t* s, int j) {
+  const int lo = j < 8 ? (s[j] & 0xf) : (s[j - 8] >> 4);
+  return lo | (((s[8 + (j & 3)] >> (2 * (j >> 2))) & 3) << 4);
+}
+void set_q3_K_scale(std::uint8_t* s, int j, int v) {
+  if (j < 8) s[j] = static_cast<std::uint8_t>((s[j] & 0xf0) | (v & 0xf));
+  else s[j - 8] = static_cast<std::uint8_t>((s[j - 8] & 0x0f) | ((v & 0xf) << 4));
+  s[8 + (j & 3)] = static_cast<std::uint8_t>(s[8 + (j & 3)] | (((v >> 4) & 3) << (2 * (j >> 2))));
+}
+
+// Element e of a native q3_K block: its low 2 bits at qs[32 jh + l] >> 2s, 3rd bit at hmask[l]
+// bit 4 jh + s, for e = 128 jh + 32 s + l.
+struct Q3Src {
+  int q, shift, h, hbit;
+};
+Q3Src q3_src(int e) {
+  const int jh = e / 128, s = (e % 128) / 32, l = e % 32;
+  return {32 * jh + l, 2 * s, l, 4 * jh + s};
+}
+// ... and in a q3_Kx8 super-block (row r): low-bits byte/shift, 3rd-bit byte/bit.
+struct Q3Pos {
+  int lo_byte, lo_shift, hi_byte, hi_bit;
+};
+Q3Pos q3_pos(int e, int r) {
+  const int q = e / 32, w = e % 32, n = w / 16, c = (w % 16) / 4, t = w % 4;
+  const int base = 144 + 96 * q;
+  return {base + 32 * n + 4 * r + t, 2 * c, base + 64 + 4 * r + t, 4 * n + c};
+}
+
+}  // namespace
+
+i64 q3_Kx8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK_K) * kQ3_Kx8BlockBytes;
+}
+
+void repack_q3_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q3_K;
+  const i64 nb = cols / ggml::QK_K, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q3_Kx8_nbytes(rows, cols)));  // padding rows: d = 0
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q3_K*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ3_Kx8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        for (int j = 0; j < 16; ++j)
+          blk[16 + 16 * (j / 2) + 2 * r + (j & 1)] = static_cast<std::uint8_t>(q3_K_scale(src[i].scales, j) - 32);
+        for (int e = 0; e < ggml::QK_K; ++e) {
+          const Q3Src a = q3_src(e);
+          const Q3Pos p = q3_pos(e, r);
+          blk[p.lo_byte] = static_cast<std::uint8_t>(blk[p.lo_byte] | (((src[i].qs[a.q] >> a.shift) & 3) << p.lo_shift));
+          blk[p.hi_byte] = static_cast<std::uint8_t>(blk[p.hi_byte] | (((src[i].hmask[a.h] >> a.hbit) & 1) << p.hi_bit));
+        }
+      }
+    }
+}
+
+void unpack_q3_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q3_K;
+  const i64 nb = cols / ggml::QK_K, g = r / kQ4_0x8Rows;
+  const int rr = static_cast<int>(r % kQ4_0x8Rows);
+  auto* out = reinterpret_cast<block_q3_K*>(native_row);
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ3_Kx8BlockBytes;
+    block_q3_K& b = out[i];
+    std::memset(&b, 0, sizeof b);
+    std::memcpy(&b.d, blk + 2 * rr, 2);
+    for (int j = 0; j < 16; ++j)
+      set_q3_K_scale(b.scales, j, static_cast<std::uint8_t>(blk[16 + 16 * (j / 2) + 2 * rr + (j & 1)] + 32));
+    for (int e = 0; e < ggml::QK_K; ++e) {
+      const Q3Src a = q3_src(e);
+      const Q3Pos p = q3_pos(e, rr);
+      b.qs[a.q] = static_cast<std::uint8_t>(b.qs[a.q] | (((blk[p.lo_byte] >> p.lo_shift) & 3) << a.shift));
+      b.hmask[a.h] = static_cast<std::uint8_t>(b.hmask[a.h] | (((blk[p.hi_byte] >> p.hi_bit) & 1) << a.hbit));
+    }
+  }
+}
+
 // ---- q4_K
 namespace {
 

@@ -339,6 +339,58 @@ void q45_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
+// q3_Kx8: per 32 elements q, the codes u (low 2 bits | 3rd bit << 2, 0..7) of 4 chunks per
+// 16-element sub-block n: four maddubs (<= 4 * 2*7*127) per int16 sum, then madd by the
+// sub-block's scale - 32 in both halves of each row's lane (q6_Kx8's scheme). The -4 offset:
+// 4 * sum_j sc_j bsum_j.
+template <int MR>
+void q3_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  const __m256i even = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,
+                                        0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+  const __m256i odd = _mm256_add_epi8(even, _mm256_set1_epi8(2));
+  const ggml::block_q8_K* y[MR];
+  __m256 acc[MR];
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ggml::block_q8_K*>(a[j].blocks);
+    acc[j] = _mm256_setzero_ps();
+  }
+  for (i64 i = 0; i < nb; ++i, g += kQ3_Kx8BlockBytes) {
+    __m256i isum[MR];
+    for (int j = 0; j < MR; ++j) isum[j] = _mm256_setzero_si256();
+    for (int q = 0; q < 8; ++q) {
+      const std::uint8_t* b = g + 144 + 96 * q;
+      prefetch_lines(b + 2 * kQ3_Kx8BlockBytes, 2);
+      const __m256i S = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16 + 16 * q)));
+      for (int j = 0; j < MR; ++j)  // - 4 * (sc_2q bsum_2q + sc_2q+1 bsum_2q+1)
+        isum[j] = _mm256_sub_epi32(isum[j],
+                                   _mm256_slli_epi32(_mm256_madd_epi16(S, _mm256_set1_epi32(a[j].pairs[8 * i + q])), 2));
+      const __m256i H = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64));
+      static_for<2>([&](auto nc) {
+        constexpr int n = nc;
+        const __m256i L = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * n));
+        const __m256i sc = _mm256_shuffle_epi8(S, n ? odd : even);
+        __m256i s16[MR];
+        for (int j = 0; j < MR; ++j) s16[j] = _mm256_setzero_si256();
+        static_for<4>([&](auto cc) {
+          constexpr int c = cc, k = 4 * n + c;  // 3rd bit k -> bit 2
+          const __m256i hb = k < 2 ? _mm256_slli_epi16(H, 2 - k) : k == 2 ? H : _mm256_srli_epi16(H, k - 2);
+          const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L, 2 * c), m3), _mm256_and_si256(hb, m4));
+          for (int j = 0; j < MR; ++j)
+            s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(u, bcast4(y[j][i].qs + 32 * q + 16 * n + 4 * c)));
+        });
+        for (int j = 0; j < MR; ++j) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+      });
+    }
+    const __m256 xd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    for (int j = 0; j < MR; ++j) {
+      const __m256 d = _mm256_mul_ps(xd, _mm256_set1_ps(y[j][i].d));
+      acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[j])));
+    }
+  }
+  for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
 // ---- q4_1x8, q5_0x8, q5_1x8 (ggml_repack.hpp): Min: an fp16 m per row (Q8_1 activations, the
 // m_w * s_a term); High: the 5th code bit in the high plane (bit 2c + h for chunk c, half h).
 // NG groups of 8 weight rows (`stride` bytes apart) x MR activation rows; out[(MR*gi + j)*8 + r].
@@ -438,6 +490,6 @@ const GgmlRepackKernels kGgmlRepackKernels = {
     legacy_x8<ggml::block_q8_0, false, true, 4, 2>,
     legacy_x8_one<ggml::block_q8_1, true, true, 1>, legacy_x8_one<ggml::block_q8_1, true, true, 4>,
     legacy_x8<ggml::block_q8_1, true, true, 4, 2>,
-    q45_Kx8<true, 1>, q45_Kx8<true, 4>};
+    q45_Kx8<true, 1>, q45_Kx8<true, 4>, q3_Kx8<1>, q3_Kx8<4>};
 
 }  // namespace lowbit::avx2
