@@ -1,10 +1,11 @@
 """The interleaved (repacked) GGUF kernel layouts (lowbit/ggml_repack.hpp) against the scalar
 vec_dot definition.
 
-q4_0, q4_1, q5_0, q5_1, iq4_nl, q3_K, q4_K, q5_K, q8_0 and q6_K weights are stored as groups of 8
-interleaved rows on x86 builds; the AVX2 kernels on that layout compute each output with the
-scalar definition's operations in its order, so they must match the scalar kernels bit for bit
-(NaN where it is NaN), on every shape: rows not a multiple of 8 (padded group), any number of
+q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_K, q3_K, q4_K, q5_K, q8_0 and q6_K weights (every type with a
+kernel) are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
+layout compute each output with the scalar definition's operations in its order, so they must
+match the scalar kernels bit for bit (NaN where it is NaN), on every shape: rows not a multiple
+of 8 (padded group), any number of
 activation rows (steps of 4, then 1; prefill pairs of groups), any thread count.
 """
 from __future__ import annotations
@@ -17,14 +18,14 @@ from lowbit import _core
 from conftest import matmul_acts as acts
 
 
-TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q3_K", "q4_K", "q5_K", "q8_0", "q6_K")
-BLOCK = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "iq4_nl": 32, "q3_K": 256, "q4_K": 256, "q5_K": 256,
-         "q8_0": 32, "q6_K": 256}
+TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q2_K", "q3_K", "q4_K", "q5_K", "q8_0", "q6_K")
+BLOCK = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "iq4_nl": 32, "q2_K": 256, "q3_K": 256, "q4_K": 256,
+         "q5_K": 256, "q8_0": 32, "q6_K": 256}
 # per block of 8 interleaved rows: the bytes of 8 native blocks, except q3_K / q4_K / q5_K (unpacked scales)
-GROUP_BYTES = {"q4_0": 144, "q4_1": 160, "q5_0": 176, "q5_1": 192, "iq4_nl": 144, "q3_K": 912, "q4_K": 1184,
-               "q5_K": 1440, "q8_0": 272, "q6_K": 1680}
-D_OFFSET = {"q3_K": 108, "q6_K": 208}  # where the fp16 (super-)block scale d sits in a block; else 0
-WITH_MIN = ("q4_1", "q5_1", "q4_K", "q5_K")  # an fp16 m (k-quants: dmin) after d
+GROUP_BYTES = {"q4_0": 144, "q4_1": 160, "q5_0": 176, "q5_1": 192, "iq4_nl": 144, "q2_K": 672, "q3_K": 912,
+               "q4_K": 1184, "q5_K": 1440, "q8_0": 272, "q6_K": 1680}
+D_OFFSET = {"q2_K": 80, "q3_K": 108, "q6_K": 208}  # where the fp16 (super-)block scale d sits in a block; else 0
+MIN_OFFSET = {"q4_1": 2, "q5_1": 2, "q2_K": 82, "q4_K": 2, "q5_K": 2}  # an fp16 m (k-quants: dmin)
 # the bytes of a block that hold its 5-bit codes (qh then qs)
 FIVE_BIT_CODES = {"q5_0": slice(2, 22), "q5_1": slice(4, 24), "q5_K": slice(16, 176)}
 
@@ -102,9 +103,10 @@ def test_zeros_huge_inf_and_nan_match_scalar(t):
     qw[6, bb + d:bb + d + 2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN scale
     if t == "q8_0":
         qw[7, 2:34] = 0x80  # codes of -128 (never written by the quantizer, legal in a file)
-    if t in WITH_MIN:
-        qw[8, 2:4] = np.frombuffer(np.float16(-np.inf).tobytes(), np.uint8)  # a min of -inf
-        qw[9, bb + 2:bb + 4] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN min
+    if t in MIN_OFFSET:
+        m = MIN_OFFSET[t]
+        qw[8, m:m + 2] = np.frombuffer(np.float16(-np.inf).tobytes(), np.uint8)  # a min of -inf
+        qw[9, bb + m:bb + m + 2] = np.frombuffer(np.float16(np.nan).tobytes(), np.uint8)  # a NaN min
     if t in FIVE_BIT_CODES:
         qw[10, FIVE_BIT_CODES[t]] = 0xff  # all codes 31 in the first block: the largest int16 sums
     w = _core.prepare_ggml(t, qw, out, inp)

@@ -99,6 +99,18 @@ i64 q3_Kx8_nbytes(i64 rows, i64 cols);
 void repack_q3_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
 void unpack_q3_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
 
+// q2_Kx8: groups of 8 rows; per super-block 672 bytes (= 8 native blocks):
+//   [0, 16) 8 x fp16 d   [16, 32) 8 x fp16 dmin
+//   [32, 160)  byte 32 + 16p + 2r + e = native scales byte (scale | min << 4) of 16-element
+//              sub-block 2p+e of row r
+//   [160, ...) per 32 elements q (8 x 64 bytes): 2 chunks n of 32 bytes whose byte 4r+t holds
+//              in bits 2c, 2c+1 the code of element 32q + 16n + 4c + t of row r.
+constexpr i64 kQ2_Kx8BlockBytes = 32 + 128 + 8 * 64;  // 672
+
+i64 q2_Kx8_nbytes(i64 rows, i64 cols);
+void repack_q2_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q2_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
 constexpr i64 kQ8_0x8BlockBytes = 8 * 2 + 8 * 32;  // 272
 
 i64 q8_0x8_nbytes(i64 rows, i64 cols);
@@ -174,6 +186,8 @@ struct GgmlRepackKernels {
   GgmlQ4_Kx8Fn q5_Kx8_4;
   GgmlQ4_Kx8Fn q3_Kx8_1;  // pairs as q6_K's
   GgmlQ4_Kx8Fn q3_Kx8_4;
+  GgmlQ4_Kx8Fn q2_Kx8_1;  // pairs as q6_K's
+  GgmlQ4_Kx8Fn q2_Kx8_4;
 };
 
 namespace avx2 { extern const GgmlRepackKernels kGgmlRepackKernels; }

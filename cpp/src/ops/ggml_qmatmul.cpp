@@ -99,6 +99,7 @@ std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* dat
     case QType::Q5_1: nbytes = q5_1x8_nbytes, repack = repack_q5_1x8; break;
     case QType::Q5_K: nbytes = q5_Kx8_nbytes, repack = repack_q5_Kx8; break;
     case QType::Q3_K: nbytes = q3_Kx8_nbytes, repack = repack_q3_Kx8; break;
+    case QType::Q2_K: nbytes = q2_Kx8_nbytes, repack = repack_q2_Kx8; break;
     default: break;
   }
   if (repack != nullptr) {
@@ -240,10 +241,10 @@ void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes,
 void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeights& w, float* y,
                      const GgmlRepackKernels& rk) {
   const i64 K = w.cols, ab = w.act_row_bytes;
-  if (w.format == QType::Q6_K || w.format == QType::Q4_K || w.format == QType::Q5_K || w.format == QType::Q3_K) {
-    // Q8_K bsums (one per 16 codes) as int16 pairs in one int32: q6_K's and q3_K's sub-blocks
-    // are 16 codes (each bsum), q4_K's and q5_K's are 32 (two bsums added)
-    const bool q6 = w.format == QType::Q6_K || w.format == QType::Q3_K;
+  if (w.act_type == QType::Q8_K) {
+    // Q8_K bsums (one per 16 codes) as int16 pairs in one int32: q6_K's, q3_K's and q2_K's
+    // sub-blocks are 16 codes (each bsum), q4_K's and q5_K's are 32 (two bsums added)
+    const bool q6 = w.format == QType::Q6_K || w.format == QType::Q3_K || w.format == QType::Q2_K;
     const int per = q6 ? 1 : 2, n_pairs = ggml::QK_K / 16 / (2 * per);
     const i64 nb = K / ggml::QK_K;
     thread_local std::vector<std::int32_t> pbuf;
@@ -266,6 +267,7 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
     }, min_rows_per_thread(K));
     if (w.format == QType::Q6_K) run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
     else if (w.format == QType::Q3_K) run_x8(act, M, bm, nb, kQ3_Kx8BlockBytes, w, y, rk.q3_Kx8_1, rk.q3_Kx8_4, nullptr);
+    else if (w.format == QType::Q2_K) run_x8(act, M, bm, nb, kQ2_Kx8BlockBytes, w, y, rk.q2_Kx8_1, rk.q2_Kx8_4, nullptr);
     else if (w.format == QType::Q5_K) run_x8(act, M, bm, nb, kQ5_Kx8BlockBytes, w, y, rk.q5_Kx8_1, rk.q5_Kx8_4, nullptr);
     else run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4, nullptr);
     return;

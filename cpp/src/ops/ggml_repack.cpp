@@ -322,6 +322,70 @@ void unpack_q3_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t
   }
 }
 
+// ---- q2_K
+namespace {
+
+// Element e of a native q2_K block: qs[32 (e / 128) + e % 32] >> 2 ((e % 128) / 32); in a
+// q2_Kx8 super-block (row r): byte 160 + 64q + 32n + 4r + t, bits 2c, for e = 32q + 16n + 4c + t.
+void q2_src(int e, int* byte, int* shift) {
+  *byte = 32 * (e / 128) + e % 32;
+  *shift = 2 * ((e % 128) / 32);
+}
+void q2_pos(int e, int r, int* byte, int* shift) {
+  const int q = e / 32, w = e % 32, n = w / 16, c = (w % 16) / 4, t = w % 4;
+  *byte = 160 + 64 * q + 32 * n + 4 * r + t;
+  *shift = 2 * c;
+}
+
+}  // namespace
+
+i64 q2_Kx8_nbytes(i64 rows, i64 cols) {
+  return (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows * (cols / ggml::QK_K) * kQ2_Kx8BlockBytes;
+}
+
+void repack_q2_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst) {
+  using ggml::block_q2_K;
+  const i64 nb = cols / ggml::QK_K, groups = (rows + kQ4_0x8Rows - 1) / kQ4_0x8Rows;
+  std::memset(dst, 0, static_cast<std::size_t>(q2_Kx8_nbytes(rows, cols)));  // padding rows: d = dmin = 0
+  for (i64 g = 0; g < groups; ++g)
+    for (int r = 0; r < kQ4_0x8Rows && g * kQ4_0x8Rows + r < rows; ++r) {
+      const auto* src = reinterpret_cast<const block_q2_K*>(native) + (g * kQ4_0x8Rows + r) * nb;
+      for (i64 i = 0; i < nb; ++i) {
+        std::uint8_t* blk = dst + (g * nb + i) * kQ2_Kx8BlockBytes;
+        std::memcpy(blk + 2 * r, &src[i].d, 2);
+        std::memcpy(blk + 16 + 2 * r, &src[i].dmin, 2);
+        for (int j = 0; j < 16; ++j) blk[32 + 16 * (j / 2) + 2 * r + (j & 1)] = src[i].scales[j];
+        for (int e = 0; e < ggml::QK_K; ++e) {
+          int sb, ss, db, ds;
+          q2_src(e, &sb, &ss);
+          q2_pos(e, r, &db, &ds);
+          blk[db] = static_cast<std::uint8_t>(blk[db] | (((src[i].qs[sb] >> ss) & 3) << ds));
+        }
+      }
+    }
+}
+
+void unpack_q2_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row) {
+  using ggml::block_q2_K;
+  const i64 nb = cols / ggml::QK_K, g = r / kQ4_0x8Rows;
+  const int rr = static_cast<int>(r % kQ4_0x8Rows);
+  auto* out = reinterpret_cast<block_q2_K*>(native_row);
+  for (i64 i = 0; i < nb; ++i) {
+    const std::uint8_t* blk = packed + (g * nb + i) * kQ2_Kx8BlockBytes;
+    block_q2_K& b = out[i];
+    std::memset(&b, 0, sizeof b);
+    std::memcpy(&b.d, blk + 2 * rr, 2);
+    std::memcpy(&b.dmin, blk + 16 + 2 * rr, 2);
+    for (int j = 0; j < 16; ++j) b.scales[j] = blk[32 + 16 * (j / 2) + 2 * rr + (j & 1)];
+    for (int e = 0; e < ggml::QK_K; ++e) {
+      int sb, ss, db, ds;
+      q2_src(e, &sb, &ss);
+      q2_pos(e, rr, &db, &ds);
+      b.qs[sb] = static_cast<std::uint8_t>(b.qs[sb] | (((blk[db] >> ds) & 3) << ss));
+    }
+  }
+}
+
 // ---- q4_K
 namespace {
 

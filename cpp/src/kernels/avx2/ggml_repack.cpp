@@ -391,6 +391,59 @@ void q3_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
   for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
+// q2_Kx8: per 32 elements q, the 2-bit codes of 4 chunks per 16-element sub-block n: four
+// maddubs (<= 4 * 2*3*127) per int16 sum, then madd by the sub-block's 4-bit scale in both
+// halves of each row's lane; the mins: summ += madd(min, bsum pair). Float step as the
+// scalar vec_dot_q2_K: (d_a * d) * float(isum) - (d_a * dmin) * float(summ).
+template <int MR>
+void q2_Kx8(i64 nb, const std::uint8_t* g, const GgmlQ8KAct* a, float* out) {
+  const __m256i m3 = _mm256_set1_epi8(3), m15 = _mm256_set1_epi16(15);
+  const __m256i even = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,
+                                        0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+  const __m256i odd = _mm256_add_epi8(even, _mm256_set1_epi8(2));
+  const ggml::block_q8_K* y[MR];
+  __m256 acc[MR];
+  for (int j = 0; j < MR; ++j) {
+    y[j] = reinterpret_cast<const ggml::block_q8_K*>(a[j].blocks);
+    acc[j] = _mm256_setzero_ps();
+  }
+  for (i64 i = 0; i < nb; ++i, g += kQ2_Kx8BlockBytes) {
+    __m256i isum[MR], summ[MR];
+    for (int j = 0; j < MR; ++j) isum[j] = summ[j] = _mm256_setzero_si256();
+    for (int q = 0; q < 8; ++q) {
+      const std::uint8_t* b = g + 160 + 64 * q;
+      prefetch_lines(b + 2 * kQ2_Kx8BlockBytes, 1);
+      const __m256i B = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 32 + 16 * q)));
+      const __m256i S = _mm256_and_si256(B, m15), mn = _mm256_srli_epi16(B, 4);
+      for (int j = 0; j < MR; ++j)
+        summ[j] = _mm256_add_epi32(summ[j], _mm256_madd_epi16(mn, _mm256_set1_epi32(a[j].pairs[8 * i + q])));
+      static_for<2>([&](auto nc) {
+        constexpr int n = nc;
+        const __m256i L = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * n));
+        const __m256i sc = _mm256_shuffle_epi8(S, n ? odd : even);
+        __m256i s16[MR];
+        for (int j = 0; j < MR; ++j) s16[j] = _mm256_setzero_si256();
+        static_for<4>([&](auto cc) {
+          constexpr int c = cc;
+          const __m256i u = _mm256_and_si256(c == 0 ? L : _mm256_srli_epi16(L, 2 * c), m3);
+          for (int j = 0; j < MR; ++j)
+            s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(u, bcast4(y[j][i].qs + 32 * q + 16 * n + 4 * c)));
+        });
+        for (int j = 0; j < MR; ++j) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+      });
+    }
+    const __m256 xd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    const __m256 xdmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+    for (int j = 0; j < MR; ++j) {
+      const __m256 yd = _mm256_set1_ps(y[j][i].d);
+      const __m256 d = _mm256_mul_ps(yd, xd), dmin = _mm256_mul_ps(yd, xdmin);
+      acc[j] = _mm256_add_ps(acc[j], _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[j])),
+                                                   _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ[j]))));
+    }
+  }
+  for (int j = 0; j < MR; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
 // ---- q4_1x8, q5_0x8, q5_1x8 (ggml_repack.hpp): Min: an fp16 m per row (Q8_1 activations, the
 // m_w * s_a term); High: the 5th code bit in the high plane (bit 2c + h for chunk c, half h).
 // NG groups of 8 weight rows (`stride` bytes apart) x MR activation rows; out[(MR*gi + j)*8 + r].
@@ -490,6 +543,6 @@ const GgmlRepackKernels kGgmlRepackKernels = {
     legacy_x8<ggml::block_q8_0, false, true, 4, 2>,
     legacy_x8_one<ggml::block_q8_1, true, true, 1>, legacy_x8_one<ggml::block_q8_1, true, true, 4>,
     legacy_x8<ggml::block_q8_1, true, true, 4, 2>,
-    q45_Kx8<true, 1>, q45_Kx8<true, 4>, q3_Kx8<1>, q3_Kx8<4>};
+    q45_Kx8<true, 1>, q45_Kx8<true, 4>, q3_Kx8<1>, q3_Kx8<4>, q2_Kx8<1>, q2_Kx8<4>};
 
 }  // namespace lowbit::avx2
