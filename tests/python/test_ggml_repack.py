@@ -5,8 +5,8 @@ q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_K, q3_K, q4_K, q5_K, q8_0 and q6_K weights (e
 kernel) are stored as groups of 8 interleaved rows on x86 builds; the AVX2 kernels on that
 layout compute each output with the scalar definition's operations in its order, so they must
 match the scalar kernels bit for bit (NaN where it is NaN), on every shape: rows not a multiple
-of 8 (padded group), any number of
-activation rows (steps of 4, then 1; prefill pairs of groups), any thread count.
+of 8 (padded group), any number of activation rows (steps of 4, then 1; prefill pairs of
+groups), any thread count.
 """
 from __future__ import annotations
 
