@@ -86,8 +86,9 @@ any thread count; a row of x with a NaN/inf gives a NaN row.)doc");
 
   m.def(
       "ggml_quantize_act",
-      [](const std::string& act_type, const py::handle& x_o) {
+      [](const std::string& act_type, const py::handle& x_o, const py::object& isa_o) {
         const QType at = traits_by_name(act_type.c_str()).type;
+        const GgmlDotKernels* k = isa_o.is_none() ? nullptr : &ggml_dot_kernels(parse_isa(isa_o.cast<std::string>()));
         LOWBIT_CHECK(at == QType::Q8_0 || at == QType::Q8_1 || at == QType::Q8_K,
                      "act_type must be 'q8_0', 'q8_1' or 'q8_K', got '", act_type, "'");
         auto x = exact_array<float>(x_o, "x", {-1, -1});
@@ -100,13 +101,17 @@ any thread count; a row of x with a NaN/inf gives a NaN row.)doc");
         const float* xp = x.data();
         {
           py::gil_scoped_release release;
-          for (i64 i = 0; i < M; ++i) ggml_quantize_act_row(at, xp + i * K, o + i * rb, K);
+          for (i64 i = 0; i < M; ++i) {
+            if (k != nullptr && k->quantize_act != nullptr) k->quantize_act(at, xp + i * K, o + i * rb, K);
+            else ggml_quantize_act_row(at, xp + i * K, o + i * rb, K);
+          }
         }
         return out;
       },
-      py::arg("act_type"), py::arg("x"),
+      py::arg("act_type"), py::arg("x"), py::arg("isa") = py::none(),
       "Rows of float32 x [M, K] quantized as ggml-cpu's from_float for act_type (q8_0 / q8_1 / q8_K) does on "
-      "x86: uint8 [M, row_size(act_type, K)].");
+      "x86: uint8 [M, row_size(act_type, K)]. isa: the SIMD quantizer ggml_qmatmul runs for that ISA "
+      "(the same bytes; finite x only, as ggml_qmatmul gives it), default the scalar definition.");
 
   m.def(
       "ggml_vec_dot_type", [](const std::string& format) { return std::string(traits(ggml_vec_dot_type(ggml_format(format))).name); },

@@ -1,9 +1,10 @@
 // Quantized matmul for GGUF block formats, as llama.cpp's CPU mul_mat computes it.
 //
 // Weights keep ggml's native block bytes (ggml_blocks.hpp): prepare_ggml copies them once
-// into an owned, immutable GgmlPackedWeights; on x86 builds q4_0, iq4_nl, q4_K, q8_0 and q6_K
-// are stored instead in 8-row interleaved layouts (ggml_repack.hpp) that the AVX2 kernels
-// stream in one pass, bit-identical to the scalar vec_dot (the other paths unpack rows). Per call, each row of activations is quantized
+// into an owned, immutable GgmlPackedWeights; on x86 builds every type with a kernel is stored
+// instead in an 8-row interleaved layout (ggml_repack.hpp) that the AVX2 kernels stream in one
+// pass, bit-identical to the scalar vec_dot (the other paths unpack rows). Per call, each row
+// of activations is quantized
 // to the weight type's vec_dot_type, exactly as ggml's CPU from_float for that type on x86:
 //   Q8_0 for q4_0 / q5_0 / q8_0 / iq4_nl,  Q8_1 for q4_1 / q5_1,  Q8_K for q2_K .. q6_K.
 //   Q8_0/Q8_1 (ggml-cpu x86 quantize_row_q8_0/_1): amax = max|x| over 32, d = amax/127 stored
@@ -38,7 +39,7 @@
 namespace lowbit {
 
 // GGUF weights prepared for ggml_qmatmul: the native blocks, one row after the other, or
-// (interleave = 8, q4_0 / iq4_nl / q4_K / q8_0 / q6_K on x86 builds) the <type>x8 layout of ggml_repack.hpp,
+// (interleave = 8: every supported type on x86 builds) the <type>x8 layout of ggml_repack.hpp,
 // stored instead.
 struct GgmlPackedWeights {
   QType format = QType::Q4_0;
@@ -55,6 +56,12 @@ struct GgmlPackedWeights {
     (format == QType::Q4_K   ? unpack_q4_Kx8_row
      : format == QType::Q6_K ? unpack_q6_Kx8_row
      : format == QType::Q8_0 ? unpack_q8_0x8_row
+     : format == QType::Q4_1 ? unpack_q4_1x8_row
+     : format == QType::Q5_0 ? unpack_q5_0x8_row
+     : format == QType::Q5_1 ? unpack_q5_1x8_row
+     : format == QType::Q5_K ? unpack_q5_Kx8_row
+     : format == QType::Q3_K ? unpack_q3_Kx8_row
+     : format == QType::Q2_K ? unpack_q2_Kx8_row
                              : unpack_q4_0x8_row)(data.data(), r, cols, tmp);
     return tmp;
   }
@@ -87,6 +94,8 @@ struct GgmlDot {
 struct GgmlDotKernels {
   GgmlDot q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K;
   const GgmlRepackKernels* repack;  // kernels on the interleaved layouts; null: unpack rows
+  // ggml_quantize_act_row (Q8_0 / Q8_1 / Q8_K), the same bytes in SIMD; null: that one
+  void (*quantize_act)(QType act_type, const float* x, void* dst, i64 n);
   const GgmlDot& dot(QType t) const;  // Unsupported for a type without a kernel
 };
 

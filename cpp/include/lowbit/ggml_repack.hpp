@@ -41,6 +41,16 @@
 //              nibble that of element 32q+16+4c+t; then 2 chunks e of 32 bytes whose byte 4r+t
 //              holds in bits 2k, 2k+1 (k = 2(c - 2e) + nibble) the top 2 bits of those codes.
 // The -32 folds through the bsums: sum_l (u_l - 32) a_l = sum_l u_l a_l - 32 bsum (int32, exact).
+//
+// q4_1x8, q5_0x8, q5_1x8: the q4_0x8 design for the other 32-element blocks; per block
+//   [8 x fp16 d] [8 x fp16 m: q4_1, q5_1] [32-byte high plane: q5_0, q5_1] [4 chunks x 32 bytes]
+// = 160 / 176 / 192 bytes (the bytes of 8 native blocks). Chunks as q4_0x8 (byte 4r+t of chunk
+// c: row r's qs[4c+t]). High plane byte 4r+t, bit 2c+h = bit 4 of the code of element
+// 16h+4c+t of row r (native qh bit 16h+4c+t): one shift and mask put it at bit 4 of that
+// element's chunk byte. Codes stay unsigned (0..31); q5_0's -16 folds through the activation
+// block's code sum like q4_0's -8. q4_1/q5_1 pair with Q8_1 activations: the kernels add
+// m_w * s_a (s_a = the Q8_1 block's fp16 s) as the scalar vec_dot does:
+//   sumf += (d_w * d_a) * float(sumi) + m_w * s_a.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +75,42 @@ i64 q4_Kx8_nbytes(i64 rows, i64 cols);
 void repack_q4_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
 void unpack_q4_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
 
+// q5_Kx8: the q4_Kx8 bytes, then 256 bytes of high plane: byte 1184 + 32c + 4r + t = row r's
+// qh[4c+t], bit j = bit 4 of element 32j + 4c + t (sub-block j, the element of chunk c byte
+// 4r+t): one shift and mask per sub-block put it at bit 4 of the nibble. 1440 bytes per 8
+// rows x 256 (native: 8 x 176 = 1408).
+constexpr i64 kQ5_Kx8BlockBytes = kQ4_Kx8BlockBytes + 256;  // 1440
+
+i64 q5_Kx8_nbytes(i64 rows, i64 cols);
+void repack_q5_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q5_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
+// q3_Kx8: groups of 8 rows; per super-block 912 bytes (native: 8 x 110 = 880):
+//   [0, 16)    8 x fp16 d
+//   [16, 144)  byte 16 + 16p + 2r + e = scale - 32 (int8) of 16-element sub-block 2p+e of row r
+//   [144, ...) per 32 elements q (8 x 96 bytes): 2 chunks n of 32 bytes whose byte 4r+t holds in
+//              bits 2c, 2c+1 the low 2 bits of the code u (= value + 4, 0..7) of element
+//              32q + 16n + 4c + t of row r; then 1 chunk whose byte 4r+t holds in bit 4n+c its
+//              3rd bit (native hmask).
+// The -4 folds through the bsums as q6_K's -32: sum_l (u_l - 4) a_l = sum_l u_l a_l - 4 bsum.
+constexpr i64 kQ3_Kx8BlockBytes = 16 + 128 + 8 * 96;  // 912
+
+i64 q3_Kx8_nbytes(i64 rows, i64 cols);
+void repack_q3_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q3_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
+// q2_Kx8: groups of 8 rows; per super-block 672 bytes (= 8 native blocks):
+//   [0, 16) 8 x fp16 d   [16, 32) 8 x fp16 dmin
+//   [32, 160)  byte 32 + 16p + 2r + e = native scales byte (scale | min << 4) of 16-element
+//              sub-block 2p+e of row r
+//   [160, ...) per 32 elements q (8 x 64 bytes): 2 chunks n of 32 bytes whose byte 4r+t holds
+//              in bits 2c, 2c+1 the code of element 32q + 16n + 4c + t of row r.
+constexpr i64 kQ2_Kx8BlockBytes = 32 + 128 + 8 * 64;  // 672
+
+i64 q2_Kx8_nbytes(i64 rows, i64 cols);
+void repack_q2_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q2_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
 constexpr i64 kQ8_0x8BlockBytes = 8 * 2 + 8 * 32;  // 272
 
 i64 q8_0x8_nbytes(i64 rows, i64 cols);
@@ -77,12 +123,27 @@ i64 q6_Kx8_nbytes(i64 rows, i64 cols);
 void repack_q6_Kx8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
 void unpack_q6_Kx8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
 
-// One row of activations quantized to Q8_0 blocks, with each block's scale as float and its
-// code sum (for the folded offset).
+constexpr i64 kQ4_1x8BlockBytes = 8 * 2 + 8 * 2 + 8 * 16;           // 160
+constexpr i64 kQ5_0x8BlockBytes = 8 * 2 + 32 + 8 * 16;               // 176
+constexpr i64 kQ5_1x8BlockBytes = 8 * 2 + 8 * 2 + 32 + 8 * 16;       // 192
+
+i64 q4_1x8_nbytes(i64 rows, i64 cols);
+void repack_q4_1x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q4_1x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+i64 q5_0x8_nbytes(i64 rows, i64 cols);
+void repack_q5_0x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q5_0x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+i64 q5_1x8_nbytes(i64 rows, i64 cols);
+void repack_q5_1x8(const std::uint8_t* native, i64 rows, i64 cols, std::uint8_t* dst);
+void unpack_q5_1x8_row(const std::uint8_t* packed, i64 r, i64 cols, std::uint8_t* native_row);
+
+// One row of activations quantized to Q8_0 (or Q8_1) blocks, with each block's scale as float
+// and its code sum (for the folded offset); for Q8_1 also its s as float.
 struct GgmlQ8Act {
-  const std::uint8_t* blocks;  // cols/32 block_q8_0
+  const std::uint8_t* blocks;  // cols/32 block_q8_0 (block_q8_1 for q4_1 / q5_1)
   const float* d;              // [cols/32]
   const std::int32_t* sum;     // [cols/32]
+  const float* s = nullptr;    // [cols/32] Q8_1's s (q4_1 / q5_1 kernels)
 };
 
 // out[j * 8 + r] = vec_dot_q4_0(row 8g+r, activation row a[j]) for j < MR, r < 8; `group` is
@@ -114,6 +175,19 @@ struct GgmlRepackKernels {
   GgmlQ4_Kx8Fn q6_Kx8_4;
   GgmlQ4_0x8Fn iq4_nlx8_1;  // iq4_nl in the q4_0x8 layout (same block bytes)
   GgmlQ4_0x8Fn iq4_nlx8_4;
+  // q4_1 / q5_0 / q5_1 in their x8 layouts: decode (MR = 1), MR = 4 and the prefill pair of groups
+  GgmlQ4_0x8Fn q4_1x8_1, q4_1x8_4;
+  GgmlQ4_0x16Fn q4_1x16_4;
+  GgmlQ4_0x8Fn q5_0x8_1, q5_0x8_4;
+  GgmlQ4_0x16Fn q5_0x16_4;
+  GgmlQ4_0x8Fn q5_1x8_1, q5_1x8_4;
+  GgmlQ4_0x16Fn q5_1x16_4;
+  GgmlQ4_Kx8Fn q5_Kx8_1;  // pairs as q4_K's
+  GgmlQ4_Kx8Fn q5_Kx8_4;
+  GgmlQ4_Kx8Fn q3_Kx8_1;  // pairs as q6_K's
+  GgmlQ4_Kx8Fn q3_Kx8_4;
+  GgmlQ4_Kx8Fn q2_Kx8_1;  // pairs as q6_K's
+  GgmlQ4_Kx8Fn q2_Kx8_4;
 };
 
 namespace avx2 { extern const GgmlRepackKernels kGgmlRepackKernels; }

@@ -94,6 +94,12 @@ std::shared_ptr<GgmlPackedWeights> prepare_ggml(QType t, const std::uint8_t* dat
     case QType::Q4_K: nbytes = q4_Kx8_nbytes, repack = repack_q4_Kx8; break;
     case QType::Q8_0: nbytes = q8_0x8_nbytes, repack = repack_q8_0x8; break;
     case QType::Q6_K: nbytes = q6_Kx8_nbytes, repack = repack_q6_Kx8; break;
+    case QType::Q4_1: nbytes = q4_1x8_nbytes, repack = repack_q4_1x8; break;
+    case QType::Q5_0: nbytes = q5_0x8_nbytes, repack = repack_q5_0x8; break;
+    case QType::Q5_1: nbytes = q5_1x8_nbytes, repack = repack_q5_1x8; break;
+    case QType::Q5_K: nbytes = q5_Kx8_nbytes, repack = repack_q5_Kx8; break;
+    case QType::Q3_K: nbytes = q3_Kx8_nbytes, repack = repack_q3_Kx8; break;
+    case QType::Q2_K: nbytes = q2_Kx8_nbytes, repack = repack_q2_Kx8; break;
     default: break;
   }
   if (repack != nullptr) {
@@ -167,9 +173,15 @@ using matmul_rows::act_row;
 using matmul_rows::grow;
 
 bool all_finite(const float* x, i64 n) {
-  float probe = 0.0f;  // x - x is NaN exactly when x is NaN or inf
-  for (i64 i = 0; i < n; ++i) probe += x[i] - x[i];
-  return probe == 0.0f;
+  // exponent all ones exactly for NaN and inf; an integer OR-reduction (vectorized; a float
+  // probe sum would be a serial chain of adds, 4 cycles per element)
+  std::uint32_t bad = 0;
+  for (i64 i = 0; i < n; ++i) {
+    std::uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    bad |= static_cast<std::uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
 }
 
 // Interleaved groups of 8 weight rows against activation rows m0..m1 in steps of 4 (then 1):
@@ -229,16 +241,16 @@ void run_x8(const std::vector<Act>& act, i64 M, i64 bm, i64 nb, i64 block_bytes,
 void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeights& w, float* y,
                      const GgmlRepackKernels& rk) {
   const i64 K = w.cols, ab = w.act_row_bytes;
-  if (w.format == QType::Q6_K || w.format == QType::Q4_K) {
-    // Q8_K bsums (one per 16 codes) as int16 pairs in one int32: q6_K's sub-blocks are 16
-    // codes (each bsum), q4_K's are 32 (two bsums added)
-    const bool q6 = w.format == QType::Q6_K;
+  if (w.act_type == QType::Q8_K) {
+    // Q8_K bsums (one per 16 codes) as int16 pairs in one int32: q6_K's, q3_K's and q2_K's
+    // sub-blocks are 16 codes (each bsum), q4_K's and q5_K's are 32 (two bsums added)
+    const bool q6 = w.format == QType::Q6_K || w.format == QType::Q3_K || w.format == QType::Q2_K;
     const int per = q6 ? 1 : 2, n_pairs = ggml::QK_K / 16 / (2 * per);
     const i64 nb = K / ggml::QK_K;
     thread_local std::vector<std::int32_t> pbuf;
     std::int32_t* pairs = grow(pbuf, M * nb * n_pairs);
     std::vector<GgmlQ8KAct> act(static_cast<std::size_t>(M));
-    for (i64 m = 0; m < M; ++m) {
+    parallel_for(M, [&](i64 m) {
       const auto* blk = reinterpret_cast<const ggml::block_q8_K*>(qa + m * ab);
       std::int32_t* pm = pairs + m * nb * n_pairs;
       for (i64 i = 0; i < nb; ++i)
@@ -252,18 +264,35 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
                                                          (static_cast<std::uint32_t>(static_cast<std::uint16_t>(hi)) << 16));
         }
       act[static_cast<std::size_t>(m)] = {qa + m * ab, pm};
-    }
-    if (q6) run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
+    }, min_rows_per_thread(K));
+    if (w.format == QType::Q6_K) run_x8(act, M, bm, nb, kQ6_Kx8BlockBytes, w, y, rk.q6_Kx8_1, rk.q6_Kx8_4, nullptr);
+    else if (w.format == QType::Q3_K) run_x8(act, M, bm, nb, kQ3_Kx8BlockBytes, w, y, rk.q3_Kx8_1, rk.q3_Kx8_4, nullptr);
+    else if (w.format == QType::Q2_K) run_x8(act, M, bm, nb, kQ2_Kx8BlockBytes, w, y, rk.q2_Kx8_1, rk.q2_Kx8_4, nullptr);
+    else if (w.format == QType::Q5_K) run_x8(act, M, bm, nb, kQ5_Kx8BlockBytes, w, y, rk.q5_Kx8_1, rk.q5_Kx8_4, nullptr);
     else run_x8(act, M, bm, nb, kQ4_Kx8BlockBytes, w, y, rk.q4_Kx8_1, rk.q4_Kx8_4, nullptr);
     return;
   }
   const i64 nb = K / ggml::QK8_0;
-  thread_local std::vector<float> dbuf;
+  thread_local std::vector<float> dbuf, s1buf;
   thread_local std::vector<std::int32_t> sbuf;
   float* ad = grow(dbuf, M * nb);
   std::int32_t* as = grow(sbuf, M * nb);
   std::vector<GgmlQ8Act> act(static_cast<std::size_t>(M));
-  for (i64 m = 0; m < M; ++m) {
+  if (w.act_type == QType::Q8_1) {  // q4_1 / q5_1: d and s as float (the code sums unused)
+    float* a1 = grow(s1buf, M * nb);
+    parallel_for(M, [&](i64 m) {
+      const auto* blk = reinterpret_cast<const ggml::block_q8_1*>(qa + m * ab);
+      for (i64 i = 0; i < nb; ++i) {
+        ad[m * nb + i] = fp16_to_fp32(blk[i].d);
+        a1[m * nb + i] = fp16_to_fp32(blk[i].s);
+      }
+      act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, nullptr, a1 + m * nb};
+    }, min_rows_per_thread(K));
+    if (w.format == QType::Q4_1) run_x8(act, M, bm, nb, kQ4_1x8BlockBytes, w, y, rk.q4_1x8_1, rk.q4_1x8_4, rk.q4_1x16_4);
+    else run_x8(act, M, bm, nb, kQ5_1x8BlockBytes, w, y, rk.q5_1x8_1, rk.q5_1x8_4, rk.q5_1x16_4);
+    return;
+  }
+  parallel_for(M, [&](i64 m) {
     const auto* blk = reinterpret_cast<const ggml::block_q8_0*>(qa + m * ab);
     for (i64 i = 0; i < nb; ++i) {
       std::int32_t s = 0;
@@ -271,9 +300,11 @@ void run_interleaved(const std::uint8_t* qa, i64 M, i64 bm, const GgmlPackedWeig
       ad[m * nb + i] = fp16_to_fp32(blk[i].d);
       as[m * nb + i] = s;
     }
-    act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb};
-  }
+    act[static_cast<std::size_t>(m)] = {qa + m * ab, ad + m * nb, as + m * nb, nullptr};
+  }, min_rows_per_thread(K));
   if (w.format == QType::Q8_0) run_x8(act, M, bm, nb, kQ8_0x8BlockBytes, w, y, rk.q8_0x8_1, rk.q8_0x8_4, nullptr);
+  else if (w.format == QType::Q5_0)
+    run_x8(act, M, bm, nb, kQ5_0x8BlockBytes, w, y, rk.q5_0x8_1, rk.q5_0x8_4, rk.q5_0x16_4);
   else if (w.format == QType::IQ4_NL)
     run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.iq4_nlx8_1, rk.iq4_nlx8_4, nullptr);
   else run_x8(act, M, bm, nb, kQ4_0x8BlockBytes, w, y, rk.q4_0x8_1, rk.q4_0x8_4, rk.q4_0x16_4);
@@ -293,8 +324,8 @@ void run_q8(const void* x, ActDType xt, i64 M, i64 ldx, const GgmlPackedWeights&
         thread_local std::vector<float> tmp;
         const float* xr = act_row(x, xt, ldx, m, K, grow(tmp, K));
         ok[m] = all_finite(xr, K) ? 1 : 0;
-        if (ok[m]) ggml_quantize_act_row(w.act_type, xr, qa + m * ab, K);
-        else std::memset(qa + m * ab, 0, static_cast<std::size_t>(ab));
+        if (!ok[m]) std::memset(qa + m * ab, 0, static_cast<std::size_t>(ab));
+        else (k.quantize_act != nullptr ? k.quantize_act : ggml_quantize_act_row)(w.act_type, xr, qa + m * ab, K);
       },
       min_rows_per_thread(K));
   const i64 bm = M <= kDecodeM ? M : kPrefillM;

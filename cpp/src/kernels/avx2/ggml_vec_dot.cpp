@@ -285,6 +285,110 @@ template <int MR> void dot_q6_K(i64 n, const void* w, const void* const* a, floa
   dot_k<block_q6_K, true, false, decltype(&dec_q6_K), MR>(n, w, a, o, dec_q6_K);
 }
 
+// ---- activations ---------------------------------------------------------------------------
+// ggml_quantize_act_row's blocks (ops/ggml_qmatmul.cpp: ggml-cpu's x86 quantizers) byte for byte:
+// maxima are order-free, each code the same float product rounded the same way, sums exact.
+
+// Q8_0 / Q8_1: _mm256_round_ps to nearest even as nearbyint; d and s through the same fp16 rounding.
+void quantize_q8_01(const float* x, void* dst, i64 n, bool q8_1) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undo packs' lane interleave
+  const i64 bytes = q8_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
+  for (i64 i = 0; i < n / 32; ++i, x += 32) {
+    auto* out = static_cast<std::uint8_t*>(dst) + i * bytes;
+    __m256 v[4];
+    for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(x + 8 * k);
+    __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                              _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax = _mm_cvtss_f32(m);
+    const float d = amax / 127.0f;
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k)
+      q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    const __m256i codes = _mm256_permutevar8x32_epi32(p, order);
+    const std::uint16_t dh = fp32_to_fp16(d);
+    std::memcpy(out, &dh, 2);
+    if (q8_1) {
+      __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+      const std::uint16_t sh = fp32_to_fp16(d * static_cast<float>(_mm_cvtsi128_si32(s4)));
+      std::memcpy(out + 2, &sh, 2);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4), codes);
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2), codes);
+    }
+  }
+}
+
+// Q8_K (quantize_row_q8_K_ref): max = the first element of the largest |x|; codes
+// min(127, nearest_int(iscale * x)) by the same 1.5 * 2^23 addition; bsums of 16 codes.
+void quantize_q8_K(const float* x, void* dst, i64 n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), magic = _mm256_set1_ps(12582912.f);
+  const __m256i mant = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
+  const __m256i c127 = _mm256_set1_epi32(127), order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  auto* y = static_cast<block_q8_K*>(dst);
+  for (i64 i = 0; i < n / QK_K; ++i, x += QK_K) {
+    block_q8_K& b = y[i];
+    __m256 mx = _mm256_setzero_ps();
+    for (int k = 0; k < QK_K / 8; ++k) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax = _mm_cvtss_f32(m);
+    if (amax == 0.0f) {
+      b.d = 0;
+      std::memset(b.qs, 0, sizeof b.qs);
+      std::memset(b.bsums, 0, sizeof b.bsums);
+      continue;
+    }
+    float max = 0.0f;
+    const __m256 am = _mm256_set1_ps(amax);
+    for (int k = 0; k < QK_K / 8; ++k) {
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)), am, _CMP_EQ_OQ));
+      if (hit != 0) {
+        max = x[8 * k + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m256 is = _mm256_set1_ps(iscale);
+    for (int c = 0; c < QK_K / 32; ++c) {
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + 32 * c + 8 * k)), magic);
+        q[k] = _mm256_min_epi32(_mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(v), mant), half), c127);
+      }
+      const __m256i codes = _mm256_permutevar8x32_epi32(
+          _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.qs + 32 * c), codes);
+      // bsums 2c, 2c+1: the two 128-bit halves' code sums (|.| <= 16 * 128: int16)
+      __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, codes), ones16);
+      s = _mm256_hadd_epi32(s, s);
+      s = _mm256_hadd_epi32(s, s);
+      b.bsums[2 * c] = static_cast<std::int16_t>(_mm256_extract_epi32(s, 0));
+      b.bsums[2 * c + 1] = static_cast<std::int16_t>(_mm256_extract_epi32(s, 4));
+    }
+    b.d = 1 / iscale;
+  }
+}
+
+void quantize_act(QType act_type, const float* x, void* dst, i64 n) {
+  switch (act_type) {
+    case QType::Q8_0: return quantize_q8_01(x, dst, n, false);
+    case QType::Q8_1: return quantize_q8_01(x, dst, n, true);
+    case QType::Q8_K: return quantize_q8_K(x, dst, n);
+    default: return ggml_quantize_act_row(act_type, x, dst, n);  // throws the error naming it
+  }
+}
+
 template <void (*F)(i64, const void*, const void* const*, float*)>
 float one(i64 n, const void* w, const void* a) {
   float o;
@@ -299,7 +403,7 @@ const GgmlDotKernels kGgmlDotKernels = {
     LOWBIT_GGML_DOTS(dot_q4_0), LOWBIT_GGML_DOTS(dot_q4_1), LOWBIT_GGML_DOTS(dot_q5_0), LOWBIT_GGML_DOTS(dot_q5_1),
     LOWBIT_GGML_DOTS(dot_q8_0), LOWBIT_GGML_DOTS(dot_iq4_nl), LOWBIT_GGML_DOTS(dot_q2_K), LOWBIT_GGML_DOTS(dot_q3_K),
     LOWBIT_GGML_DOTS(dot_q4_K), LOWBIT_GGML_DOTS(dot_q5_K), LOWBIT_GGML_DOTS(dot_q6_K),
-    &kGgmlRepackKernels};
+    &kGgmlRepackKernels, quantize_act};
 #undef LOWBIT_GGML_DOTS
 
 }  // namespace lowbit::avx2

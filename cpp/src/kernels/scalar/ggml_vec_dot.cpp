@@ -272,7 +272,7 @@ const GgmlDotKernels kGgmlDotKernels = {
     LOWBIT_GGML_DOTS(vec_dot_q4_0), LOWBIT_GGML_DOTS(vec_dot_q4_1), LOWBIT_GGML_DOTS(vec_dot_q5_0),
     LOWBIT_GGML_DOTS(vec_dot_q5_1), LOWBIT_GGML_DOTS(vec_dot_q8_0), LOWBIT_GGML_DOTS(vec_dot_iq4_nl),
     LOWBIT_GGML_DOTS(vec_dot_q2_K), LOWBIT_GGML_DOTS(vec_dot_q3_K), LOWBIT_GGML_DOTS(vec_dot_q4_K),
-    LOWBIT_GGML_DOTS(vec_dot_q5_K), LOWBIT_GGML_DOTS(vec_dot_q6_K), nullptr};
+    LOWBIT_GGML_DOTS(vec_dot_q5_K), LOWBIT_GGML_DOTS(vec_dot_q6_K), nullptr, nullptr};
 #undef LOWBIT_GGML_DOTS
 
 }  // namespace lowbit::scalar
