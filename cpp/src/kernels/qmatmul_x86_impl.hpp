@@ -27,8 +27,9 @@ namespace {
 
 // Register tiles (weight rows x activation rows): 16 ymm registers hold the accumulators,
 // the tile's weights and one activation vector without spills; 32 with AVX-512.
-// (llvm-mca -mcpu=znver3 on the AVX2 build: ~1.0 cycle per 32 int8-activation MACs of a
-// 4x2 nibble tile, ~1.75 for int8 weights, whose sign trick costs one more op per pair.)
+// (llvm-mca -mcpu=znver3 on the AVX2 build, cycles per 32 int8-activation MACs: nibble row
+// pairs 1.0 at decode (2 pairs x 1 row of x) and 1.2 at prefill (1 pair x 4 rows), 1.5 with
+// a table (NF4); int8 weights ~1.75, whose sign trick costs one more op per pair.)
 #if defined(LOWBIT_Q8_NR)  // tuning builds set the tiles from outside
 constexpr int kQ8Rows = LOWBIT_Q8_NR, kQ8Acts = LOWBIT_Q8_MR, kS8Rows = LOWBIT_S8_NR, kS8Acts = LOWBIT_S8_MR;
 #elif defined(__AVX512F__)
