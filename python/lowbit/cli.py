@@ -172,9 +172,11 @@ def _method_config(method: str, bits: int, group_size: int, desc_act: bool, sym:
 
     if method == "rtn":
         return RTNConfig(bits=bits, group_size=group_size, sym=sym)
-    if method in ("gptq", "gptq-desc-act", "gptq-gar"):  # variants: one row each in a comparison
+    if method in ("gptq", "gptq-desc-act", "gptq-gar", "gptq-paper"):  # variants: one row each in a comparison
         kw = {"damp_percent": damp} if damp is not None else {}
-        if sink_weight is not None:
+        if method == "gptq-paper":  # the paper's Hessian: every calibration token weighs the same
+            kw["sink_weight"] = 1.0
+        elif sink_weight is not None:
             kw["sink_weight"] = sink_weight
         return GPTQConfig(bits=bits, group_size=group_size, desc_act=desc_act or method == "gptq-desc-act", sym=sym,
                           act_group_aware=act_group_aware or method == "gptq-gar", **kw)
@@ -363,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="quantize with several configs; one table of ppl, KLD, size, speed")
     c.add_argument("model", nargs="?", help=model_help)
     c.add_argument("--methods", default="rtn,gptq",
-                   help="comma-separated (default rtn,gptq); gptq-desc-act is GPTQ with act-order and gptq-gar "
-                        "GPTQ with group-aware reordering, so one table can hold the variants")
+                   help="comma-separated (default rtn,gptq); gptq-desc-act is GPTQ with act-order, gptq-gar "
+                        "GPTQ with group-aware reordering and gptq-paper GPTQ with the paper's Hessian "
+                        "(sink_weight=1), so one table can hold the variants")
     c.add_argument("--bits", default="4,3", help="comma-separated (default 4,3)")
     c.add_argument("--text", help="evaluation text (default: WikiText-2 test from ../shared/data)")
     c.add_argument("--eval-seq-len", type=int, help="evaluation window (default 2048)")

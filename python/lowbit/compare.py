@@ -37,6 +37,11 @@ def _label(cfg: QuantConfig) -> str:
     extra = []
     if getattr(cfg, "desc_act", False):
         extra.append("act-order")
+    elif getattr(cfg, "act_group_aware", False):
+        extra.append("group-aware")
+    w = getattr(cfg, "sink_weight", None)
+    if w is not None and w != type(cfg)().sink_weight:  # GPTQ off its default sink weighting
+        extra.append("paper Hessian" if w == 1.0 else f"sink x{w:g}")
     if getattr(cfg, "sym", True) is False:
         extra.append("asym")
     return cfg.quant_method + (f" ({', '.join(extra)})" if extra else "")

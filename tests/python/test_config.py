@@ -141,7 +141,8 @@ def test_from_dict_without_quant_method(cfg_cls):
     d = cfg_cls().to_dict()
     del d["quant_method"]
     assert cfg_cls.from_dict(d) == cfg_cls()
-    assert cfg_cls.from_dict({}) == cfg_cls()
+    # an empty dict gives the defaults, except fields whose absence has its own meaning
+    assert cfg_cls.from_dict({}) == cfg_cls(**cfg_cls._absent_means)
 
 
 def test_from_dict_unknown_key_strict(cfg_cls):
@@ -346,7 +347,7 @@ def test_gptq_transformers_style_dict_loads_with_leftovers():
     with pytest.raises(ValueError, match="dataset"):
         load_config(hf)
     cfg, leftovers = QuantConfig.from_dict(hf, strict=False)
-    assert cfg == GPTQConfig(damp_percent=0.1)
+    assert cfg == GPTQConfig(damp_percent=0.1, sink_weight=1.0)  # no sink_weight key: the paper's Hessian
     assert leftovers == {"tokenizer": None, "dataset": "c4", "model_seqlen": 2048}
 
 
@@ -425,3 +426,11 @@ def test_load_config_errors():
         load_config("[1, 2]")
     with pytest.raises(TypeError):
         load_config(42)
+
+
+def test_gptq_dict_without_sink_weight_means_the_papers_hessian():
+    """A GPTQ config dict from transformers/AutoGPTQ, or saved by lowbit before sink_weight
+    existed, lacks the key: it describes the paper's Hessian (1.0), not today's default."""
+    assert GPTQConfig().sink_weight == 16.0
+    assert GPTQConfig.from_dict({"bits": 4, "group_size": 128}).sink_weight == 1.0
+    assert GPTQConfig.from_dict(GPTQConfig().to_dict()) == GPTQConfig()

@@ -59,8 +59,9 @@ def test_rtn_model_equals_layer_by_layer_rtn(stories):
 
 def test_gptq_first_block_sees_the_normed_embeddings(stories, calib):
     """Block 0's q/k/v (solved together, stacked rows) equal a hand-made GPTQ of each with the
-    Hessian of rms_norm(embedding) over the calibration windows."""
-    cfg = lb.GPTQConfig(bits=4, group_size=32)
+    Hessian of rms_norm(embedding) over the calibration windows (the paper's Hessian:
+    sink_weight=1; the weighted one is test_sink_weighting_and_hessian_dtype_reach_the_hessian)."""
+    cfg = lb.GPTQConfig(bits=4, group_size=32, sink_weight=1.0)
     q = lb.quantize_model(stories, cfg, calib, progress=False)
     acc = lb.HessianAccumulator(stories.config.hidden_size)
     w = stories.weights["model.layers.0.input_layernorm.weight"]
@@ -87,7 +88,7 @@ def test_sink_weighting_and_hessian_dtype_reach_the_hessian(stories, calib, sink
         x = lb._core.rms_norm(stories.embed(t), np.asarray(w), stories.config.rms_norm_eps)
         x[:sink_tokens] *= np.float32(np.sqrt(sink_weight))
         acc.add(x)
-    plain = lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32), calib, progress=False,
+    plain = lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32, sink_weight=1.0), calib, progress=False,
                               per_layer={r"layers\.[1-9]": None})
     for n in ("q_proj", "k_proj", "v_proj"):
         name = f"model.layers.0.self_attn.{n}.weight"
@@ -98,7 +99,7 @@ def test_sink_weighting_and_hessian_dtype_reach_the_hessian(stories, calib, sink
 
 def test_linears_sharing_an_input_must_agree_on_its_statistics(stories, calib):
     with pytest.raises(ValueError, match="share one Hessian"):
-        lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32), calib, progress=False,
+        lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32, sink_weight=1.0), calib, progress=False,
                           per_layer={r"self_attn\.k_proj": lb.GPTQConfig(bits=4, group_size=32, sink_weight=2.0)})
 
 
@@ -250,5 +251,7 @@ def test_cli_method_names_map_to_configs():
     assert _method_config("rtn", 4, 128, True, False, None) == lb.RTNConfig(bits=4, group_size=128, sym=False)
     assert _method_config("gptq", 4, 128, False, True, None, sink_weight=8.0) == lb.GPTQConfig(bits=4, group_size=128,
                                                                                               sink_weight=8.0)
+    assert _method_config("gptq-paper", 4, 128, False, True, None, sink_weight=8.0) == lb.GPTQConfig(
+        bits=4, group_size=128, sink_weight=1.0)
     with pytest.raises(ValueError, match="unknown method"):
         _method_config("nope", 4, 128, False, True, None)
