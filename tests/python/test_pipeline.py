@@ -101,6 +101,10 @@ def test_linears_sharing_an_input_must_agree_on_its_statistics(stories, calib):
     with pytest.raises(ValueError, match="share one Hessian"):
         lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32, sink_weight=1.0), calib, progress=False,
                           per_layer={r"self_attn\.k_proj": lb.GPTQConfig(bits=4, group_size=32, sink_weight=2.0)})
+    # a member that needs no statistics (RTN) has no say in the shared Hessian
+    q = lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32), calib, progress=False,
+                          per_layer={r"self_attn\.k_proj": lb.RTNConfig(bits=4, group_size=32)})
+    assert q.weights["model.layers.0.self_attn.k_proj.weight"].config == lb.RTNConfig(bits=4, group_size=32)
 
 
 def test_gptq_beats_rtn_and_sequential_modes_differ(stories, calib, text):
