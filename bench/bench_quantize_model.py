@@ -10,7 +10,9 @@ Steps:
   1. load the model in lowbit and write it once as a dense Hugging Face folder (the peer's input);
   2. draw the calibration windows (WikiText-2 train/valid text from ../shared/data, seed 0) and
      save the token ids, so both tools see exactly the same tokens;
-  3. lowbit: quantize_model(model, GPTQConfig(bits, group_size)) — wall time, peak RSS (or
+  3. lowbit: quantize_model(model, GPTQConfig(bits, group_size, sink_weight)) — wall time, peak RSS
+     (--sink-weight: 1 = the paper's Hessian, as the peer computes it, by default; 16 = lowbit's
+     default attention-sink weighting, same work, better ppl) (or
      AWQConfig(bits, group_size), asymmetric, with --method awq);
   4. the peer: bench/peer_llmcompressor_gptq.py in its own venv (llm-compressor pins an older
      transformers) with the same settings — wall time of oneshot(), peak RSS — returning its
@@ -75,6 +77,9 @@ def main() -> int:
     # 64, not the usual 128: llm-compressor refuses a group size that does not divide the row
     # length, and SmolLM2's rows are 576 = 4.5 x 128 wide (lowbit ends such rows with a short group)
     ap.add_argument("--group-size", type=int, default=64)
+    ap.add_argument("--sink-weight", type=float, default=1.0,
+                    help="GPTQ: Hessian weight of each window's first token (1 = the paper's, as the peer; "
+                         "lowbit's default is 16)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-windows", type=int, default=None, help="first N test windows (default: all)")
     ap.add_argument("--seq-len-eval", type=int, default=2048)
@@ -92,8 +97,9 @@ def main() -> int:
     calib = lbdata.calibration(model, calib_path, n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
     test = lbdata.read_eval_text(test_path)
     if args.method == "gptq":
-        cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size)
-        what = f"GPTQ {cfg.bits}-bit g{cfg.group_size} sym, damp {cfg.damp_percent}, no act-order"
+        cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size, sink_weight=args.sink_weight)
+        what = (f"GPTQ {cfg.bits}-bit g{cfg.group_size} sym, damp {cfg.damp_percent}, no act-order, "
+                f"sink weight {cfg.sink_weight:g} (lowbit)")
     else:
         cfg = lb.AWQConfig(bits=args.bits, group_size=args.group_size)
         what = f"AWQ {cfg.bits}-bit g{cfg.group_size} asym, duo scaling, n_grid {cfg.n_grid}"
