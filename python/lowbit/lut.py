@@ -55,8 +55,8 @@ from .tensor import PackedKernel
 if TYPE_CHECKING:
     from .tensor import QuantizedTensor
 
-__all__ = ["LutKernel", "affine_kernel", "bnb4_kernel", "hqq_kernel", "lut_kernel", "prepare_bnb4", "prepare_fp8", "prepare_hqq",
-           "prepare_tinygemm", "tinygemm_kernel"]
+__all__ = ["LutKernel", "affine_kernel", "bnb4_kernel", "hqq_kernel", "lut_kernel", "prepare_bnb4", "prepare_fp8",
+           "prepare_hqq", "prepare_tinygemm", "tinygemm_kernel"]
 
 
 class LutKernel(PackedKernel):
@@ -130,8 +130,8 @@ def bnb4_kernel(q: "QuantizedTensor") -> PackedKernel:
     ``"int8"`` uses the table rounded to int8 (``|error| <= absmax / 254`` per weight) against int8
     activation blocks, the fast decode path. Any block size (groups below 32 columns are padded)."""
     codes, table, scale, gs = _bnb4_parts(q)
-    return PackedKernel(_core.qmatmul, _core.prepare_table4(np.ascontiguousarray(codes), np.ascontiguousarray(table, np.float32),
-                                                            scale, int(gs)))
+    packed = _core.prepare_table4(np.ascontiguousarray(codes), np.ascontiguousarray(table, np.float32), scale, int(gs))
+    return PackedKernel(_core.qmatmul, packed)
 
 
 def _hqq_parts(q: "QuantizedTensor", scale: np.ndarray, zero: np.ndarray
