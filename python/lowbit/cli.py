@@ -1,8 +1,8 @@
 """The ``lowbit`` command.
 
     lowbit demo [--model PATH] [--json]   quantize a real model's weights with every method
-    lowbit eval [MODEL] [--text FILE] [--seq-len N] [--protocol gptq|llama.cpp] [--max-windows N]
-    lowbit generate [MODEL] "prompt" [--max-new-tokens N] [--temperature T] [--seed S]
+    lowbit eval [MODEL] [--text FILE] [--seq-len N] [--protocol gptq|llama.cpp] [--max-windows N] [--dequantize]
+    lowbit generate [MODEL] "prompt" [--max-new-tokens N] [--temperature T] [--seed S] [--dequantize]
     lowbit inspect [MODEL_OR_FILE]         architecture, tensors, formats, sizes
     lowbit quantize [MODEL] --method rtn|gptq|awq|hqq|... --bits 4 --group-size 128 [--desc-act] [--calib FILE ...] --out DIR
     lowbit quantize [MODEL] --type Q4_K_M [--imatrix FILE] --format gguf --out model.gguf
@@ -72,6 +72,18 @@ def _cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weight_formats(model: Any) -> dict[str, int]:
+    """How many 2-D weights run in each format ("float32" for dense ones)."""
+    from .tensor import QuantizedTensor
+
+    counts: dict[str, int] = {}
+    for w in model.weights.values():
+        if isinstance(w, QuantizedTensor) or np.ndim(w) == 2:
+            f = w.format if isinstance(w, QuantizedTensor) else str(np.asarray(w).dtype)
+            counts[f] = counts.get(f, 0) + 1
+    return counts
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .data import read_eval_text, wikitext2_test_path
     from .evaluate import perplexity, speed
@@ -80,14 +92,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     text_path = args.text or wikitext2_test_path()
     if text_path is None:
         raise ValueError("no --text given and WikiText-2 (../shared/data) was not found")
-    model = load_model(args.model)
+    model = load_model(args.model, keep_quantized=not args.dequantize)
     text = read_eval_text(text_path, args.protocol)
     r = perplexity(model, text, seq_len=args.seq_len, protocol=args.protocol, max_windows=args.max_windows,
                    progress=not args.json)
-    out = {"model": str(model.source.get("path")), "text": str(text_path), **r.as_dict()}
+    out = {"model": str(model.source.get("path")), "text": str(text_path), "weights": _weight_formats(model),
+           **r.as_dict()}
     if args.reference:
         from .evaluate import kl_divergence
-        ref = load_model(args.reference)
+        ref = load_model(args.reference, keep_quantized=not args.dequantize)
         k = kl_divergence(model, ref, text, seq_len=r.seq_len, protocol=args.protocol, max_windows=args.max_windows,
                           progress=not args.json)
         out["reference"] = {"model": str(ref.source.get("path")), **k.as_dict()}
@@ -97,6 +110,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"model: {out['model']}\ntext:  {text_path} ({r.text_tokens} tokens)")
+    print("weights: " + ", ".join(f"{n} {f}" for f, n in out["weights"].items()))
     print(f"protocol {r.protocol}, seq_len {r.seq_len}, {r.n_windows} windows, {r.n_scored} scored tokens")
     print(f"perplexity: {r.ppl:.4f}   (mean NLL {r.nll:.5f} nats/token)")
     print(f"forward: {r.tokens_per_s:.0f} tokens/s, {r.seconds:.1f} s; peak memory {r.peak_memory_mb:.0f} MB")
@@ -114,7 +128,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .models import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, keep_quantized=not args.dequantize)
     if model.tokenizer is None:
         raise ValueError(f"{args.model}: the model has no tokenizer")
     if not args.json:
@@ -334,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--speed", action="store_true", help="also measure prefill/decode tokens/s")
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=_cmd_eval)
+    dequantize_help = ("a .gguf's quantized tensors as float32 (default: they run packed, with llama.cpp's "
+                       "arithmetic, as llama.cpp runs the file)")
     g = sub.add_parser("generate", help="continue a prompt (streams tokens)")
     g.add_argument("model", nargs="?", help=model_help)
     g.add_argument("prompt")
@@ -344,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--json", action="store_true")
     g.set_defaults(fn=_cmd_generate)
+    for sp in (e, g):
+        sp.add_argument("--dequantize", action="store_true", help=dequantize_help)
     n = sub.add_parser("inspect", help="architecture, tensors, formats and sizes of a model file")
     n.add_argument("model", nargs="?", help=model_help)
     n.add_argument("--all", action="store_true", help="list every tensor")

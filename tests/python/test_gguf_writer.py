@@ -361,6 +361,32 @@ def test_keep_quantized_round_trip_bytes(synth, tmp_path, ggml_type):
     np.testing.assert_array_equal(back.forward(TOKENS[:16]), qm.forward(TOKENS[:16]))
 
 
+def test_cli_eval_runs_gguf_packed_unless_dequantize(synth, tmp_path, capsys):
+    """`lowbit eval model.gguf` runs the file as llama.cpp does (its types, packed); --dequantize
+    runs float32 weights. Both see the same windows; the ppl differ by the arithmetic only."""
+    import json
+
+    from lowbit.cli import main
+
+    if "q8_0" not in FORMATS:
+        pytest.skip("q8_0 is not in this build's format table")
+    q = {k: (lb.quantize(w, lb.GGUFConfig(type="Q8_0")) if w.ndim == 2 and "layers" in k else w)
+         for k, w in synth.weights.items()}
+    path = save_gguf(LlamaModel(synth.config, q, synth.tokenizer, {}), tmp_path / "m.gguf")
+    text = tmp_path / "t.txt"
+    text.write_text(" ".join(["Once upon a time there was a little dog who liked to run in the park."] * 20))
+    out = {}
+    for flag in ([], ["--dequantize"]):
+        assert main(["eval", str(path), "--text", str(text), "--seq-len", "64", "--max-windows", "2", "--json",
+                     *flag]) == 0
+        out[bool(flag)] = json.loads(capsys.readouterr().out)
+    assert out[False]["weights"]["q8_0"] == 7 * synth.config.num_hidden_layers
+    assert "q8_0" not in out[True]["weights"]
+    assert out[False]["n_scored"] == out[True]["n_scored"]
+    assert out[False]["ppl"] != out[True]["ppl"]
+    assert out[False]["ppl"] == pytest.approx(out[True]["ppl"], rel=1e-2)
+
+
 # -------------------------------------------------------------------------- SmolLM2 (GGUF)
 @pytest.fixture(scope="module")
 def smol2():
