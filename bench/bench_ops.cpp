@@ -5,10 +5,14 @@
 //              (query, key) pair actually attended (the causal triangle for prefill).
 //   linear:    x [M, 576] @ W^T, W [N, 576] float32, M = 1 (decode) and 512 (prefill chunk),
 //              N = 1536 (MLP gate/up) and 49152 (the tied LM head).
+//   silu_mul:  gate, up [T, 1536], T = 1 (decode) and 2048; counter x_libm = time of the same
+//              loop with libm's expf (g / (1 + expf(-g)), the formula silu_mul replaces) over
+//              time of silu_mul, both measured in this run, one thread.
 // Second argument: the thread count.
 // Run: build/bench/bench_ops [--benchmark_repetitions=5 --benchmark_report_aggregates_only=true]
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cmath>
 #include <vector>
 
@@ -71,9 +75,37 @@ void BM_linear(benchmark::State& st) {
   set_num_threads(0);
 }
 
+// range(0): T; one thread
+void BM_silu_mul(benchmark::State& st) {
+  const i64 n = st.range(0) * 1536;
+  set_num_threads(1);
+  const std::vector<float> g = wave(n, 0.37f, 6.0f), u = wave(n, 0.71f, 1.0f);
+  std::vector<float> y(static_cast<std::size_t>(n));
+  for (auto _ : st) {
+    silu_mul(g.data(), u.data(), n, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  for (benchmark::IterationCount it = 0; it < st.iterations(); ++it) {
+    for (i64 i = 0; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double libm_s = std::chrono::duration<double>(clock::now() - t0).count();
+  const auto t1 = clock::now();
+  for (benchmark::IterationCount it = 0; it < st.iterations(); ++it) {
+    silu_mul(g.data(), u.data(), n, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["x_libm"] = libm_s / std::chrono::duration<double>(clock::now() - t1).count();
+  st.counters["elem/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+  set_num_threads(0);
+}
+
 }  // namespace
 
 BENCHMARK(BM_attention)->ArgsProduct({{2048, 1}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_linear)->ArgsProduct({{1, 512}, {1536, 49152}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_silu_mul)->Arg(1)->Arg(2048)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 BENCHMARK_MAIN();

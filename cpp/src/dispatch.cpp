@@ -68,6 +68,7 @@ const GridKernels& grid_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kG
 const LinalgKernels& linalg_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kLinalgKernels)); }
 const LinearKernels& linear_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kLinearKernels)); }
 const AttentionKernels& attention_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kAttentionKernels)); }
+const ActivationKernels& activation_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kActivationKernels)); }
 
 #undef LOWBIT_ISA_TABLES
 
@@ -78,5 +79,7 @@ const LinalgKernels& linalg_kernels() { return linalg_kernels(active_isa()); }
 const LinearKernels& linear_kernels() { return linear_kernels(active_isa()); }
 
 const AttentionKernels& attention_kernels() { return attention_kernels(active_isa()); }
+
+const ActivationKernels& activation_kernels() { return activation_kernels(active_isa()); }
 
 }  // namespace lowbit

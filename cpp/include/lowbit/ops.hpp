@@ -66,8 +66,9 @@ struct AttentionArgs {
 };
 void attention(const AttentionArgs& a, float* out);
 
-// y[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)) (Hugging Face's formula, float32);
-// silu(-inf) = -0 (the formula would give -inf/inf = NaN). n elements.
+// y[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)) (Hugging Face's formula), in float32
+// within a few ulp, by a vectorised exp (kernels/activation_impl.hpp). silu(-inf) = -0 (the
+// formula would give -inf/inf = NaN); silu(g < -87) = -0. n elements.
 void silu_mul(const float* gate, const float* up, i64 n, float* y);
 
 // y [M, N] = x [M, K] @ W^T + bias, W: [N, K] float32 / float16 / bfloat16, any strides;
@@ -121,5 +122,18 @@ const AttentionKernels& attention_kernels(Isa isa);  // a specific one (tests); 
 namespace scalar { extern const AttentionKernels kAttentionKernels; }
 namespace avx2 { extern const AttentionKernels kAttentionKernels; }
 namespace avx512 { extern const AttentionKernels kAttentionKernels; }
+
+// The per-ISA elementwise activations (kernels/<isa>/activation.cpp).
+struct ActivationKernels {
+  // y[i] = silu(gate[i]) * up[i] for i < n, one thread (silu_mul splits the work).
+  void (*silu_mul)(const float* gate, const float* up, i64 n, float* y);
+};
+
+const ActivationKernels& activation_kernels();         // active ISA
+const ActivationKernels& activation_kernels(Isa isa);  // a specific one (tests); Unsupported if absent
+
+namespace scalar { extern const ActivationKernels kActivationKernels; }
+namespace avx2 { extern const ActivationKernels kActivationKernels; }
+namespace avx512 { extern const ActivationKernels kActivationKernels; }
 
 }  // namespace lowbit
