@@ -3,12 +3,15 @@
 // dot instruction peak (BM_int8_peak). bench/bench_kernels.py prints the full table with ratios
 // and llama.cpp as the peer; this binary is for profiling and quick checks from C++.
 //   BM_grouped: int4 g128 asym (lowbit's grouped layout), act int8 blocks
+//   BM_grouped_shape: the same format at small models' prefill shapes; x_sgemm = time of
+//               lowbit's float32 linear on that shape / time of the int4 kernel, same run
 //   BM_ggml:    GGUF q4_0 / q8_0 / q4_K blocks (llama.cpp's activation rounding)
 // Weights cycle through >= 256 MB of distinct copies (decode is then a cache-cold stream).
 // Arguments: M (1 = decode, 512 = prefill), threads.
 // Run: build/bench/bench_qmatmul [--benchmark_repetitions=5 --benchmark_report_aggregates_only=true]
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -18,6 +21,7 @@
 #include "lowbit/ggml_qmatmul.hpp"
 #include "lowbit/int8_peak.hpp"
 #include "lowbit/matrix_view.hpp"
+#include "lowbit/ops.hpp"
 #include "lowbit/parallel.hpp"
 #include "lowbit/qmatmul.hpp"
 #include "lowbit/rtn.hpp"
@@ -71,6 +75,40 @@ void BM_grouped(benchmark::State& st) {
               [&](const float* x, const PackedWeights& w, float* y) {
                 qmatmul(x, ActDType::F32, M, kK, w, QActMode::Q8Block, y);
               });
+  set_num_threads(0);
+}
+
+// range(0): N, range(1): K, range(2): M, range(3): threads. Small models' shapes (SmolLM2-135M:
+// hidden 576, MLP 1536) at prefill, where per-output costs weigh more than at 4096 x 4096.
+void BM_grouped_shape(benchmark::State& st) {
+  const i64 N = st.range(0), K = st.range(1), M = st.range(2);
+  set_num_threads(static_cast<int>(st.range(3)));
+  const RtnParams p{4, 128, false};
+  const GroupedIntShape s = make_grouped_shape(4, N, K, 128);
+  const std::vector<float> w = wave(N * K, 0.0137f, 0.05f), x = wave(M * K, 0.71f, 2.0f);
+  std::vector<std::uint8_t> qw(static_cast<std::size_t>(N * s.row_bytes())), zs(static_cast<std::size_t>(N * s.n_groups()));
+  std::vector<float> sc(zs.size()), y(static_cast<std::size_t>(M * N));
+  rtn_quantize(AnyMatrixView(w.data(), N, K), p, GroupedIntMutView{s, qw.data(), sc.data(), zs.data()});
+  const auto packed = prepare_grouped(GroupedIntConstView{s, qw.data(), sc.data(), zs.data(), nullptr});
+  for (auto _ : st) {
+    qmatmul(x.data(), ActDType::F32, M, K, *packed, QActMode::Q8Block, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["GOP/s"] = benchmark::Counter(2.0 * static_cast<double>(M * N * K), benchmark::Counter::kIsIterationInvariantRate);
+  // baseline in the same run: lowbit's float32 linear (SGEMM) on the same shape, as many times
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  for (benchmark::IterationCount it = 0; it < st.iterations(); ++it) {
+    linear(x.data(), M, K, AnyMatrixView(w.data(), N, K), nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double sgemm_s = std::chrono::duration<double>(clock::now() - t0).count();
+  const auto t1 = clock::now();
+  for (benchmark::IterationCount it = 0; it < st.iterations(); ++it) {
+    qmatmul(x.data(), ActDType::F32, M, K, *packed, QActMode::Q8Block, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["x_sgemm"] = sgemm_s / std::chrono::duration<double>(clock::now() - t1).count();
   set_num_threads(0);
 }
 
@@ -133,6 +171,12 @@ void BM_int8_peak(benchmark::State& st) {
 BENCHMARK(BM_stream_read)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_int8_peak)->Arg(1)->Arg(2)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_grouped)->ArgsProduct({{1, 512}, {1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_grouped_shape)
+    ->ArgsProduct({{1536}, {576}, {2048}, {1}})
+    ->ArgsProduct({{576}, {1536}, {2048}, {1}})
+    ->ArgsProduct({{4096}, {4096}, {512}, {1}})
+    ->ArgsProduct({{1536}, {4608}, {256}, {1}})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ggml)
     ->ArgsProduct({{static_cast<int>(QType::Q4_0), static_cast<int>(QType::Q8_0), static_cast<int>(QType::Q4_K)}, {1, 512}, {1, 2}})
     ->UseRealTime()

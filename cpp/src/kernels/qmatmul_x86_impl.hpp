@@ -243,9 +243,11 @@ void gemm_q8_bytes(const PackedWeights& w, const ActQ8& a, i64 m0, i64 mb, i64 r
 // 0..3 row A and 4..7 row B, lane l = the exact dot over columns {4l..4l+3, 16+4l..16+4l+3}
 // (int16 partial sums <= 4 * 15 * 127: no saturation). No per-row shuffle and one convert per
 // pair: the decode body is about 5 ops per 32 MACs instead of 8.
-// Float, per lane: gacc += float(lane) * d_b over a group's blocks, acc += gacc * s_g; a row's
-// output = (l0 + l2) + (l1 + l3) + offsets . gsum. Every tile shape runs these same operations
-// per output, so results are batch invariant and independent of the thread count.
+// Float, per lane: gacc += float(lane) * d_b over a group's blocks, then per group
+// acc = acc + gacc * s_g, and lane 0 of each row also + offset_g * gsum_g; a row's output =
+// (l0 + l2) + (l1 + l3). (The offset term rides in the group loop: a separate dot over the
+// groups per output cost a quarter of the prefill time at K = 576.) Every tile shape runs these
+// same operations per output, so results are batch invariant and independent of the thread count.
 
 // 8 int32 lanes of a row pair's block dot (see above), exact.
 inline __m256i dot_pair(__m256i lo, __m256i hi, __m256i alo, __m256i ahi) {
@@ -281,16 +283,18 @@ void tile_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m, f
     tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.table8.data())));
   const __m256 t8s = _mm256_set1_ps(w.table8_scale);
   const std::uint8_t* wp[NP];
-  const float* sp[NP];
+  const float *sp[NP], *op[NP];
   for (int p = 0; p < NP; ++p) {
     wp[p] = w.row_codes(r + 2 * p);
     sp[p] = w.scale.data() + (r + 2 * p) * G;
+    op[p] = w.offset.data() + (r + 2 * p) * G;
   }
   const std::int8_t* am[MR];
-  const float* dm[MR];
+  const float *dm[MR], *gs[MR];
   for (int j = 0; j < MR; ++j) {
     am[j] = a.q + (m + j) * K;
     dm[j] = a.d + (m + j) * a.n_blocks;
+    gs[j] = a.gsum + (m + j) * a.n_groups;
   }
   __m256 acc[MR][NP];
   for (int j = 0; j < MR; ++j)
@@ -327,16 +331,18 @@ void tile_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m, f
       // lanes 0..3 take row A's scale, 4..7 row B's (times table8_scale: exactly 1 without a table)
       const __m256 sv =
           _mm256_mul_ps(_mm256_set_m128(_mm_broadcast_ss(sp[p] + G + g), _mm_broadcast_ss(sp[p] + g)), t8s);
-      for (int j = 0; j < MR; ++j) acc[j][p] = _mm256_fmadd_ps(gacc[j][p], sv, acc[j][p]);
+      // the offset term offset[row, g] * gsum[m, g] joins lane 0 (row A) and lane 4 (row B)
+      const __m256 ov = _mm256_set_m128(_mm_set_ss(op[p][G + g]), _mm_set_ss(op[p][g]));
+      for (int j = 0; j < MR; ++j)
+        acc[j][p] = _mm256_fmadd_ps(ov, _mm256_broadcast_ss(gs[j] + g), _mm256_fmadd_ps(gacc[j][p], sv, acc[j][p]));
     }
   }
   for (int j = 0; j < MR; ++j) {
-    const float* gs = a.gsum + (m + j) * a.n_groups;
     for (int p = 0; p < NP; ++p) {
       const __m128 halves[2] = {_mm256_castps256_ps128(acc[j][p]), _mm256_extractf128_ps(acc[j][p], 1)};
       for (int h = 0; h < 2; ++h) {
         const i64 i = 2 * p + h;
-        if (i < nr) out[j * ldy + i] = hsum4(halves[h]) + dot_f32(w.offset.data() + (r + i) * G, gs, G);
+        if (i < nr) out[j * ldy + i] = hsum4(halves[h]);
       }
     }
   }
