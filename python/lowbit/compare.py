@@ -29,7 +29,8 @@ COMPARE_COLUMNS = [
     ("method", "method", None), ("bits", "bits", None), ("group_size", "group", None),
     ("bits_per_weight", "bits/w", ".3f"), ("size_mb", "size MB", ".1f"), ("ppl", "ppl", ".3f"),
     ("delta_ppl", "Δppl", "+.3f"), ("kld_mean", "KLD", ".4f"), ("top1_agreement", "top-1 %", ".2f"),
-    ("quantize_s", "quant s", ".1f"), ("decode_tok_s", "decode tok/s", ".1f"),
+    ("quantize_s", "quant s", ".1f"), ("peak_memory_mb", "quant peak MB", ".0f"),
+    ("decode_tok_s", "decode tok/s", ".1f"),
 ]
 
 
@@ -111,7 +112,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    keys = [k for k, _, _ in COMPARE_COLUMNS] + ["kld_p99", "eval_s", "n_scored", "seq_len", "peak_memory_mb"]
+    keys = [k for k, _, _ in COMPARE_COLUMNS] + ["kld_p99", "eval_s", "n_scored", "seq_len"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     w.writeheader()

@@ -29,13 +29,21 @@ from .data import PROTOCOLS
 from .models.llama import LlamaModel
 
 __all__ = ["PerplexityResult", "KLResult", "perplexity", "kl_divergence", "layer_errors", "speed",
-           "peak_memory_mb", "windows"]
+           "peak_memory_mb", "reset_peak_memory", "windows"]
 
 _HEAD_CHUNK = 256
 
 
 def peak_memory_mb() -> float | None:
-    """Peak resident memory of this process so far (MB), or None where the OS does not say."""
+    """Peak resident memory of this process (MB) since it started or since the last
+    :func:`reset_peak_memory` that took effect; None where the OS does not say."""
+    try:  # Linux: VmHWM, the high-water mark that reset_peak_memory can lower
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
         import sys
@@ -43,6 +51,18 @@ def peak_memory_mb() -> float | None:
         return None
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes
+
+
+def reset_peak_memory() -> bool:
+    """Start a new peak-memory measurement at the current resident size (Linux >= 4.0: writes
+    5 to /proc/self/clear_refs), so that :func:`peak_memory_mb` reports the peak of what runs
+    next. Returns False where the OS has no such reset (the peak then counts from process start)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -142,3 +142,16 @@ def test_cli_eval_generate_inspect(shared_data_module, capsys):
     assert "architecture: llama layers=5" in capsys.readouterr().out
     assert main(["eval", model, "--text", text, "--seq-len", "100000"]) == 2
     assert "max_position_embeddings" in capsys.readouterr().err
+
+
+def test_reset_peak_memory_starts_a_new_high_water_mark():
+    from lowbit.evaluate import peak_memory_mb, reset_peak_memory
+
+    big = np.ones(64 << 20, dtype=np.uint8)  # 64 MB, touched
+    before = peak_memory_mb()
+    del big
+    if not reset_peak_memory():
+        pytest.skip("this OS has no peak-memory reset")
+    after = peak_memory_mb()
+    assert before is not None and after is not None
+    assert after < before - 32  # the 64 MB that was freed no longer counts

@@ -239,7 +239,8 @@ def test_cli_quantize_and_compare(shared_data_module, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["method"] for r in rows] == ["reference", "rtn", "gptq"]
     assert rows[0]["kld_mean"] == 0 and all(r["kld_mean"] > 0 for r in rows[1:])
-    assert md.read_text().startswith("| method | bits |")
+    assert all(r["peak_memory_mb"] is None or r["peak_memory_mb"] > 0 for r in rows[1:])
+    assert md.read_text().startswith("| method | bits |") and "quant peak MB" in md.read_text()
     assert main(["compare", model, "--methods", "nosuch", "--bits", "4", "--text", story]) == 2
     assert "unknown method" in capsys.readouterr().err
 
