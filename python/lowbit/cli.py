@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -271,6 +270,7 @@ def _cmd_imatrix(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from ._atomic import atomic_write_text
     from .compare import COMPARE_COLUMNS, compare, plot, to_csv, to_markdown
     from .data import read_eval_text, wikitext2_test_path
     from .models import load_model
@@ -305,14 +305,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             print("quick mode: fewer calibration samples (GPTQ paper: 128 x 2048) and the first "
                   f"{args.max_windows} evaluation windows only; run without --quick for the full protocol")
         print()
+    done: list[dict[str, Any]] = []
+
+    def on_row(r: dict[str, Any]) -> None:
+        # the tables are rewritten (atomically) as each row lands: a run of hours that is
+        # stopped keeps the rows it finished
+        done.append(r)
+        if args.markdown:
+            atomic_write_text(args.markdown, to_markdown(done))
+        if args.csv:
+            atomic_write_text(args.csv, to_csv(done))
+        if not args.json:
+            print(f"  done: {r['method']} {r['bits'] or ''}: ppl {r['ppl']:.3f}", file=sys.stderr)
+
     rows = compare(model, configs, text, calibration=calib, seq_len=args.eval_seq_len, max_windows=args.max_windows,
-                   progress=not args.json, measure_speed=not args.no_speed,
-                   on_row=None if args.json else (lambda r: print(f"  done: {r['method']} {r['bits'] or ''}: "
-                                                                  f"ppl {r['ppl']:.3f}", file=sys.stderr)))
-    if args.markdown:
-        Path(args.markdown).write_text(to_markdown(rows))
-    if args.csv:
-        Path(args.csv).write_text(to_csv(rows))
+                   progress=not args.json, measure_speed=not args.no_speed, on_row=on_row)
     if args.plot:
         plot(rows, args.plot)
     if args.json:
@@ -393,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-windows", type=int, help="evaluate only the first N windows")
     c.add_argument("--quick", action="store_true", help="demo sizes: 32 x 512 calibration, 4 eval windows")
     c.add_argument("--no-speed", action="store_true", help="skip the decode speed column")
-    c.add_argument("--markdown", help="also write the table as markdown here")
+    c.add_argument("--markdown", help="also write the table as markdown here (rewritten as each row lands)")
     c.add_argument("--csv", help="also write the table as CSV here")
     c.add_argument("--plot", help="also plot ppl vs bits/weight here (matplotlib)")
     for sp in (q, c):

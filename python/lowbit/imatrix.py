@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 __all__ = ["ImportanceMatrix", "compute", "load_imatrix", "save_imatrix", "read_imatrix_gguf", "read_imatrix_dat",
            "write_imatrix_gguf", "write_imatrix_dat", "layer_statistics"]
@@ -159,17 +160,6 @@ def compute(model: Any, calibration: Any, *, process_output: bool = False, progr
 
 
 # --------------------------------------------------------------------------------- files
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_imatrix_gguf(im: ImportanceMatrix, path: str | os.PathLike[str]) -> Path:
     """Write llama.cpp's GGUF imatrix file (entries sorted by name, as llama-imatrix does)."""
     from gguf import GGUFWriter
@@ -195,7 +185,7 @@ def write_imatrix_gguf(im: ImportanceMatrix, path: str | os.PathLike[str]) -> Pa
         w.write_tensors_to_file()
         w.close()
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -256,7 +246,7 @@ def write_imatrix_dat(im: ImportanceMatrix, path: str | os.PathLike[str]) -> Pat
         out += vals.astype("<f4").tobytes()
     ds = (im.datasets[-1] if im.datasets else "").encode()
     out += struct.pack("<i", int(im.chunk_count)) + struct.pack("<i", len(ds)) + ds
-    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(bytes(out)))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(bytes(out)))
     return path
 
 

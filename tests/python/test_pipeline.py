@@ -219,6 +219,33 @@ def test_save_and_resume_after_interrupt(stories, calib, tmp_path, monkeypatch):
         lb.quantize_model(stories, cfg, other, progress=False, out=tmp_path / "s", resume=True)
 
 
+def test_cli_compare_keeps_finished_rows_when_a_later_one_fails(shared_data_module, tmp_path, monkeypatch, capsys):
+    """--markdown / --csv are rewritten as each row lands: a run stopped at its third row still
+    has the reference and the first configuration on disk, and no temporary file."""
+    import lowbit.compare
+    from lowbit.cli import main
+
+    model = str(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    story = str(shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt")
+    real, calls = lowbit.compare.quantize_model, []
+
+    def failing_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(lowbit.compare, "quantize_model", failing_second)
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    with pytest.raises(KeyboardInterrupt):
+        main(["compare", model, "--methods", "rtn", "--bits", "4,3", "--group-size", "32", "--text", story,
+              "--eval-seq-len", "128", "--max-windows", "1", "--no-speed", "--markdown", str(md), "--csv", str(csv)])
+    lines = md.read_text().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| reference |") and lines[3].startswith("| rtn | 4 |")
+    assert len(csv.read_text().splitlines()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.md"]
+
+
 def test_cli_quantize_and_compare(shared_data_module, tmp_path, capsys):
     import json
 

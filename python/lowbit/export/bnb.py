@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import bnb
+from .._atomic import atomic_write
 from ..config import BnbConfig
 from ..tensor import QuantizedTensor
 
@@ -169,17 +169,6 @@ def config_from_quantization_config(d: Mapping[str, Any]) -> BnbConfig:
         llm_int8_has_fp16_weight=bool(d.get("llm_int8_has_fp16_weight", False)))
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_bnb(folder: str | os.PathLike[str], layers: Mapping[str, QuantizedTensor | np.ndarray],
              config: BnbConfig, *, model_config: Mapping[str, Any] | None = None, dtype: str | None = None) -> None:
     """Write ``folder/model.safetensors`` and ``folder/config.json`` in bitsandbytes' layout.
@@ -198,11 +187,11 @@ def save_bnb(folder: str | os.PathLike[str], layers: Mapping[str, QuantizedTenso
             tensors.update({f"{name}.{k}": v for k, v in to_bnb(t, dtype=dtype).items()})
         else:
             tensors[name] = np.ascontiguousarray(t)
-    _atomic_write(folder / "model.safetensors",
+    atomic_write(folder / "model.safetensors",
                   lambda p: save_file(tensors, p, metadata={"format": "pt"}))
     cfg = dict(model_config or {})
     cfg["quantization_config"] = quantization_config(config)
-    _atomic_write(folder / "config.json",
+    atomic_write(folder / "config.json",
                   lambda p: Path(p).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n"))
 
 
