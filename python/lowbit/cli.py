@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,7 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 
 
 def _weight_formats(model: Any) -> dict[str, int]:
-    """How many 2-D weights run in each format ("float32" for dense ones)."""
+    """How many 2-D weights run in each format (dense ones by their dtype: "float32", ...)."""
     from .tensor import QuantizedTensor
 
     counts: dict[str, int] = {}
@@ -83,6 +84,12 @@ def _weight_formats(model: Any) -> dict[str, int]:
     return counts
 
 
+def _check_dequantize(args: argparse.Namespace, *models: str | None) -> None:
+    if args.dequantize and not any(m and str(m).lower().endswith(".gguf") for m in models):
+        raise ValueError("--dequantize applies to .gguf files (their blocks run packed by default); "
+                         f"{', '.join(str(m) for m in models if m) or 'the default model'} is not one")
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .data import read_eval_text, wikitext2_test_path
     from .evaluate import perplexity, speed
@@ -91,6 +98,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     text_path = args.text or wikitext2_test_path()
     if text_path is None:
         raise ValueError("no --text given and WikiText-2 (../shared/data) was not found")
+    _check_dequantize(args, args.model, args.reference)
     model = load_model(args.model, keep_quantized=not args.dequantize)
     text = read_eval_text(text_path, args.protocol)
     r = perplexity(model, text, seq_len=args.seq_len, protocol=args.protocol, max_windows=args.max_windows,
@@ -127,6 +135,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .models import load_model
 
+    _check_dequantize(args, args.model)
     model = load_model(args.model, keep_quantized=not args.dequantize)
     if model.tokenizer is None:
         raise ValueError(f"{args.model}: the model has no tokenizer")
@@ -283,6 +292,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     configs = [_method_config(m, b, args.group_size, args.desc_act, not args.asym, None, args.act_group_aware,
                               args.sink_weight)
                for b in (int(x) for x in args.bits.split(",")) for m in args.methods.split(",")]
+    for flag, out in (("--markdown", args.markdown), ("--csv", args.csv), ("--plot", args.plot)):
+        if out and not Path(out).resolve().parent.is_dir():  # before hours of work, not after
+            raise ValueError(f"{flag} {out}: the folder {Path(out).resolve().parent} does not exist")
     model = load_model(args.model)
     text_path = args.text or wikitext2_test_path()
     if text_path is None:
@@ -356,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--speed", action="store_true", help="also measure prefill/decode tokens/s")
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=_cmd_eval)
-    dequantize_help = ("a .gguf's quantized tensors as float32 (default: they run packed, with llama.cpp's "
-                       "arithmetic, as llama.cpp runs the file)")
+    dequantize_help = ("run a .gguf's quantized tensors (MODEL's and --reference's) as float32 (default: "
+                       "packed, with llama.cpp's arithmetic, as llama.cpp runs the file)")
     g = sub.add_parser("generate", help="continue a prompt (streams tokens)")
     g.add_argument("model", nargs="?", help=model_help)
     g.add_argument("prompt")
@@ -401,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="demo sizes: 32 x 512 calibration, 4 eval windows")
     c.add_argument("--no-speed", action="store_true", help="skip the decode speed column")
     c.add_argument("--markdown", help="also write the table as markdown here (rewritten as each row lands)")
-    c.add_argument("--csv", help="also write the table as CSV here")
+    c.add_argument("--csv", help="also write the table as CSV here (rewritten as each row lands)")
     c.add_argument("--plot", help="also plot ppl vs bits/weight here (matplotlib)")
     for sp in (q, c):
         sp.add_argument("--group-size", type=int, default=128)

@@ -105,6 +105,11 @@ def _final_hidden(model: LlamaModel, tokens: np.ndarray) -> np.ndarray:
     return x
 
 
+def _cache_key(protocol: str, L: int, w: Window) -> tuple[Any, ...]:
+    """Key of one window's final hidden states in a ref_cache / hidden_cache."""
+    return (protocol, L, w.start, hash(w.tokens.tobytes()))
+
+
 def _tokens_and_bos(model: LlamaModel, text: str | Sequence[int], protocol: str) -> tuple[np.ndarray, int | None]:
     tok = model.tokenizer
     if isinstance(text, str):
@@ -152,11 +157,15 @@ class PerplexityResult:
 
 
 def perplexity(model: LlamaModel, text: str | Sequence[int], *, seq_len: int | None = None,
-               protocol: str = "gptq", max_windows: int | None = None, progress: bool = False) -> PerplexityResult:
+               protocol: str = "gptq", max_windows: int | None = None, progress: bool = False,
+               hidden_cache: dict[Any, np.ndarray] | None = None) -> PerplexityResult:
     """Perplexity of ``model`` on ``text`` (a string, tokenized once, or token ids).
 
     ``seq_len`` defaults to 2048 for ``"gptq"`` and 512 for ``"llama.cpp"`` (capped at the
     model's ``max_position_embeddings``); ``max_windows`` evaluates only the first windows.
+    ``hidden_cache``: a dict to store the final hidden states per window in, keyed as
+    :func:`kl_divergence`'s ``ref_cache``: pass the same dict there with this model as ``ref``
+    and the reference's forward passes are not run again.
     """
     L = _default_seq_len(model, protocol, seq_len)
     if L > model.config.max_position_embeddings:
@@ -168,6 +177,8 @@ def perplexity(model: LlamaModel, text: str | Sequence[int], *, seq_len: int | N
     total, count = 0.0, 0
     for w in _progress(wins, progress, "perplexity", len(wins)):
         x = _final_hidden(model, w.tokens)
+        if hidden_cache is not None:
+            hidden_cache[_cache_key(protocol, L, w)] = x
         for s in range(w.first_scored, L - 1, _HEAD_CHUNK):
             e = min(s + _HEAD_CHUNK, L - 1)
             lp = _core.token_logprobs(model.head(x[s:e]), w.tokens[s + 1:e + 1])
@@ -222,7 +233,7 @@ def kl_divergence(model: LlamaModel, ref: LlamaModel, text: str | Sequence[int],
     nll, nll_ref = 0.0, 0.0
     for w in _progress(wins, progress, "kl-divergence", len(wins)):
         x = _final_hidden(model, w.tokens)
-        key = (protocol, L, w.start, hash(w.tokens.tobytes()))
+        key = _cache_key(protocol, L, w)
         if ref_cache is not None and key in ref_cache:
             xr = ref_cache[key]
         else:

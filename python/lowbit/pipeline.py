@@ -46,7 +46,7 @@ import numpy as np
 from . import _core
 from .config import QuantConfig
 from .data import Calibration
-from .evaluate import peak_memory_mb, reset_peak_memory
+from .evaluate import peak_memory_mb
 from .gguf_mixtures import expand_layer_config
 from .imatrix import layer_statistics
 from .models.llama import LlamaModel
@@ -226,11 +226,10 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
 
     The result's ``quantization`` attribute holds the configs, the calibration provenance,
     per-layer figures (seconds, objective, damping), total seconds and the process's peak
-    resident memory during this call (``peak_memory_mb``; on Linux the high-water mark is reset
-    at the start, elsewhere it counts from process start).
+    resident memory (``peak_memory_mb``: since the process started, or since the caller's last
+    :func:`lowbit.evaluate.reset_peak_memory`).
     """
     t_start = time.perf_counter()
-    reset_peak_memory()
     layer_cfgs = resolve_layer_configs(model, config, skip=skip, per_layer=per_layer)
     needs_stats = {n: method_statistics(c) for n, c in layer_cfgs.items()}
     has_transforms = any(type(c) in _BLOCK_TRANSFORMS for c in layer_cfgs.values())

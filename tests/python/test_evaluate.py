@@ -142,6 +142,8 @@ def test_cli_eval_generate_inspect(shared_data_module, capsys):
     assert "architecture: llama layers=5" in capsys.readouterr().out
     assert main(["eval", model, "--text", text, "--seq-len", "100000"]) == 2
     assert "max_position_embeddings" in capsys.readouterr().err
+    assert main(["eval", model, "--text", text, "--dequantize"]) == 2
+    assert "applies to .gguf files" in capsys.readouterr().err
 
 
 def test_reset_peak_memory_starts_a_new_high_water_mark():

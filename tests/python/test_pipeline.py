@@ -219,6 +219,25 @@ def test_save_and_resume_after_interrupt(stories, calib, tmp_path, monkeypatch):
         lb.quantize_model(stories, cfg, other, progress=False, out=tmp_path / "s", resume=True)
 
 
+def test_compare_runs_the_reference_forward_once_per_window(shared_data_module, monkeypatch):
+    """The reference's perplexity pass fills the cache that every config's KL divergence reads;
+    the figures equal those of a plain kl_divergence call."""
+    import lowbit.evaluate as ev
+    from lowbit.compare import compare
+
+    model = load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    text = (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text()
+    real, seen = ev._final_hidden, []
+    monkeypatch.setattr(ev, "_final_hidden", lambda m, t: seen.append(m is model) or real(m, t))
+    cfgs = [lb.RTNConfig(bits=4, group_size=32), lb.RTNConfig(bits=3, group_size=32)]
+    rows = compare(model, cfgs, text, seq_len=128, max_windows=3, measure_speed=False, progress=False)
+    assert seen.count(True) == 3 and seen.count(False) == 2 * 3
+    q = lb.quantize_model(model, cfgs[1], None, progress=False)
+    k = ev.kl_divergence(q, model, text, seq_len=128, max_windows=3)
+    assert (rows[2]["kld_mean"], rows[2]["ppl"]) == (k.kld_mean, k.ppl)
+    assert rows[0]["ppl"] == pytest.approx(k.ref_ppl, rel=1e-12)
+
+
 def test_cli_compare_keeps_finished_rows_when_a_later_one_fails(shared_data_module, tmp_path, monkeypatch, capsys):
     """--markdown / --csv are rewritten as each row lands: a run stopped at its third row still
     has the reference and the first configuration on disk, and no temporary file."""
@@ -270,6 +289,9 @@ def test_cli_quantize_and_compare(shared_data_module, tmp_path, capsys):
     assert md.read_text().startswith("| method | bits |") and "quant peak MB" in md.read_text()
     assert main(["compare", model, "--methods", "nosuch", "--bits", "4", "--text", story]) == 2
     assert "unknown method" in capsys.readouterr().err
+    assert main(["compare", model, "--methods", "rtn", "--bits", "4", "--text", story,
+                 "--csv", str(tmp_path / "nope" / "t.csv")]) == 2
+    assert "--csv" in capsys.readouterr().err
 
 
 def test_cli_method_names_map_to_configs():

@@ -321,6 +321,8 @@ def test_table4_nibbles_every_isa_against_the_int8_table_reference(gs, isa):
         got = _core.qmatmul(x, p, "int8", isa)
         tol = 64 * (inp / 32 + 8) * U * ((np.abs(xb).reshape(M, inp) + np.abs(x).max()) @ np.abs(W8).T) + 1e-30
         assert np.all(np.abs(got - want) <= tol), (isa, M)
+        for k in (0, M // 2, M - 1):  # batch invariant: a row alone (decode tile) gets the same bits
+            assert got[k].tobytes() == _core.qmatmul(x[k:k + 1], p, "int8", isa)[0].tobytes(), (isa, M, k)
     W = np.repeat(s, gs, axis=1) * table[codes]
     eye = np.eye(inp, dtype=np.float32)
     assert _core.qmatmul(eye, p, "float32", isa).tobytes() == np.ascontiguousarray(W.T).tobytes()

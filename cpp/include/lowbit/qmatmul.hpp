@@ -81,6 +81,7 @@ struct PackedWeights {
   // dequantize and act="float32" use: W_hat = s * table[c] + m) and, in the int8-activation
   // kernels, for table8[c] * table8_scale with table8[c] = round(127 table[c] / max|table|)
   // (|error| <= max|table| / 254 per weight, times s). Empty: the code is its own value.
+  // Table weights have m = 0 (the x86 int8 kernels skip the offset term for them).
   std::vector<float> table;
   std::vector<std::int8_t> table8;
   float table8_scale = 1.0f;  // multiplies s in the int8 kernels (exactly 1 without a table)

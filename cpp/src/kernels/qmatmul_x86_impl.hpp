@@ -331,10 +331,12 @@ void tile_nibble(const PackedWeights& w, i64 r, i64 nr, const ActQ8& a, i64 m, f
       // lanes 0..3 take row A's scale, 4..7 row B's (times table8_scale: exactly 1 without a table)
       const __m256 sv =
           _mm256_mul_ps(_mm256_set_m128(_mm_broadcast_ss(sp[p] + G + g), _mm_broadcast_ss(sp[p] + g)), t8s);
-      // the offset term offset[row, g] * gsum[m, g] joins lane 0 (row A) and lane 4 (row B)
-      const __m256 ov = _mm256_set_m128(_mm_set_ss(op[p][G + g]), _mm_set_ss(op[p][g]));
-      for (int j = 0; j < MR; ++j)
-        acc[j][p] = _mm256_fmadd_ps(ov, _mm256_broadcast_ss(gs[j] + g), _mm256_fmadd_ps(gacc[j][p], sv, acc[j][p]));
+      for (int j = 0; j < MR; ++j) acc[j][p] = _mm256_fmadd_ps(gacc[j][p], sv, acc[j][p]);
+      if constexpr (!Table) {  // table formats have no offsets (prepare_table4 leaves them 0)
+        // the offset term offset[row, g] * gsum[m, g] joins lane 0 (row A) and lane 4 (row B)
+        const __m256 ov = _mm256_set_m128(_mm_set_ss(op[p][G + g]), _mm_set_ss(op[p][g]));
+        for (int j = 0; j < MR; ++j) acc[j][p] = _mm256_fmadd_ps(ov, _mm256_broadcast_ss(gs[j] + g), acc[j][p]);
+      }
     }
   }
   for (int j = 0; j < MR; ++j) {
