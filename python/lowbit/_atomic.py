@@ -14,14 +14,10 @@ __all__ = ["atomic_write", "atomic_write_text"]
 
 
 def _umask() -> int:
-    try:  # Linux >= 4.7 says it without changing it
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
+    from .system import proc_status_field
+
+    value = proc_status_field("Umask")  # Linux >= 4.7 says it without changing it
+    return int(value, 8) if value else 0o022
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:

@@ -341,8 +341,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print("\nbits/w: stored bits per weight of the quantized linears, scales and zeros included; size: all weights "
           "as held (embedding and norms in float32). KLD: mean KL(reference || quantized) per token; top-1: "
           "agreement of the argmax. quant peak MB: the process's peak resident memory while quantizing "
-          "(the reference model and its cached states included). decode tok/s: greedy decode, 32-token prompt (quantized layers run lowbit's "
-          "packed-weight kernels with int8 activations).")
+          "(the reference model and its cached states included). decode tok/s: greedy decode, 32-token "
+          "prompt (quantized layers run lowbit's packed-weight kernels with int8 activations).")
     return 0
 
 

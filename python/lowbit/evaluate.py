@@ -27,6 +27,7 @@ import numpy as np
 from . import _core
 from .data import PROTOCOLS
 from .models.llama import LlamaModel
+from .system import proc_status_field
 
 __all__ = ["PerplexityResult", "KLResult", "perplexity", "kl_divergence", "layer_errors", "speed",
            "peak_memory_mb", "reset_peak_memory", "windows"]
@@ -37,13 +38,9 @@ _HEAD_CHUNK = 256
 def peak_memory_mb() -> float | None:
     """Peak resident memory of this process (MB) since it started or since the last
     :func:`reset_peak_memory` that took effect; None where the OS does not say."""
-    try:  # Linux: VmHWM, the high-water mark that reset_peak_memory can lower
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm = proc_status_field("VmHWM")  # Linux: the high-water mark that reset_peak_memory can lower
+    if hwm is not None:
+        return int(hwm.split()[0]) / 1024  # "123456 kB"
     try:
         import resource
         import sys

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _core
 
-__all__ = ["cpu_info", "force_isa", "get_num_threads", "set_num_threads"]
+__all__ = ["cpu_info", "force_isa", "get_num_threads", "set_num_threads", "proc_status_field"]
 
 
 def cpu_info() -> dict[str, Any]:
@@ -58,3 +58,17 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     _core.set_num_threads(n)
+
+
+def proc_status_field(name: str) -> str | None:
+    """The value of field ``name`` in /proc/self/status ("VmHWM", "Umask", ...), or None where
+    there is no such file or field (not Linux, an old kernel)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._atomic import atomic_write
 from .config import QuantConfig, load_config
 from .formats import FormatInfo, format_info
 
@@ -212,15 +212,8 @@ class QuantizedTensor:
             "params": _jsonable(self.params),
             "lowbit_version": _core.__version__,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        os.close(fd)
-        try:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, tmp,
-                      metadata={_METADATA_KEY: json.dumps(meta, sort_keys=True)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, tmp,
+                                                 metadata={_METADATA_KEY: json.dumps(meta, sort_keys=True)}))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "QuantizedTensor":

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_write
 from ..gguf_mixtures import MIXTURES, PLAIN_TYPES, file_type_id, ggml_type_name, gguf_tensor_name, tensor_type
 from ..tensor import QuantizedTensor
 
@@ -314,7 +314,6 @@ def read_gguf_kv(path: str | os.PathLike[str]) -> list[tuple[str, int, int | Non
             return v
 
         def value(t: int) -> Any:
-            nonlocal off
             if t in _SCALARS:
                 v = take(_SCALARS[t])
                 return bool(v) if t == 7 else v
@@ -524,7 +523,7 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
     Raises NotImplementedError for weights GGUF cannot store (non-ggml quantized formats), a
     tokenizer it cannot describe, or a ggml type this build cannot quantize to.
     """
-    from gguf import GGUFValueType as V, GGUFWriter
+    from gguf import GGUFWriter
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -544,44 +543,40 @@ def save_gguf(model: Any, path: str | os.PathLike[str], *, type: Any = None,
     arch = _arch(model)
     source_kv = _source_gguf_kv(model) or []
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
-    w = None
-    try:
+    def write(tmp: str) -> None:
         w = GGUFWriter(tmp, arch)
-        w.add_type("model")
-        general = _copy_fields(source_kv, lambda k: k in _KEEP_GENERAL and k != "general.type")
-        given_name = name or next((v for k, v, _, _ in general if k == "general.name"), None) or path.stem
-        w.add_name(str(given_name))
-        for k, v, vt, sub in general:
-            if k != "general.name":
+        try:
+            w.add_type("model")
+            general = _copy_fields(source_kv, lambda k: k in _KEEP_GENERAL and k != "general.type")
+            given_name = name or next((v for k, v, _, _ in general if k == "general.name"), None) or path.stem
+            w.add_name(str(given_name))
+            for k, v, vt, sub in general:
+                if k != "general.name":
+                    w.add_key_value(k, v, vt, sub)
+            for k, v, kind in _hparams(model, arch):
+                {"u32": w.add_uint32, "f32": w.add_float32, "str": w.add_string}[kind](k, v)
+            ft = _file_type(mixture, plans)
+            if ft is not None:
+                w.add_file_type(ft)
+            if any(p.ggml_type not in ("f32", "f16", "bf16") for p in plans):
+                w.add_quantization_version(_QUANTIZATION_VERSION)
+            for k, v, vt, sub in tokenizer_metadata(model, source_kv):
                 w.add_key_value(k, v, vt, sub)
-        for k, v, kind in _hparams(model, arch):
-            {"u32": w.add_uint32, "f32": w.add_float32, "str": w.add_string}[kind](k, v)
-        ft = _file_type(mixture, plans)
-        if ft is not None:
-            w.add_file_type(ft)
-        if any(p.ggml_type not in ("f32", "f16", "bf16") for p in plans):
-            w.add_quantization_version(_QUANTIZATION_VERSION)
-        for k, v, vt, sub in tokenizer_metadata(model, source_kv):
-            w.add_key_value(k, v, vt, sub)
-        for p in plans:
-            _add_info(w, p)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        for p in plans:
-            a = p.data()
-            _check_data(p, a)
-            w.write_tensor_data(a)
-        w.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if w is not None:
+            for p in plans:
+                _add_info(w, p)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            for p in plans:
+                a = p.data()
+                _check_data(p, a)
+                w.write_tensor_data(a)
             w.close()
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        except BaseException:
+            w.close()
+            raise
+
+    return atomic_write(path, write)
 
 
 def _nbytes(p: TensorPlan) -> int:
