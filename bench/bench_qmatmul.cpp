@@ -3,8 +3,9 @@
 // dot instruction peak (BM_int8_peak). bench/bench_kernels.py prints the full table with ratios
 // and llama.cpp as the peer; this binary is for profiling and quick checks from C++.
 //   BM_grouped: int4 g128 asym (lowbit's grouped layout), act int8 blocks
-//   BM_grouped_shape: the same format at small models' prefill shapes; x_sgemm = time of
-//               lowbit's float32 linear on that shape / time of the int4 kernel, same run
+//   BM_grouped_shape: grouped int (asym) at small models' prefill shapes, 3 and 4 bits (nibble
+//               kernel), 8 bits (byte kernel: per group and per channel); x_sgemm = time of
+//               lowbit's float32 linear on that shape / time of the quantized kernel, same run
 //   BM_ggml:    GGUF q4_0 / q8_0 / q4_K blocks (llama.cpp's activation rounding)
 // Weights cycle through >= 256 MB of distinct copies (decode is then a cache-cold stream).
 // Arguments: M (1 = decode, 512 = prefill), threads.
@@ -78,13 +79,16 @@ void BM_grouped(benchmark::State& st) {
   set_num_threads(0);
 }
 
-// range(0): N, range(1): K, range(2): M, range(3): threads. Small models' shapes (SmolLM2-135M:
-// hidden 576, MLP 1536) at prefill, where per-output costs weigh more than at 4096 x 4096.
+// range(0): N, range(1): K, range(2): M, range(3): threads, range(4): bits, range(5): group
+// size (K: per channel). Small models' shapes (SmolLM2-135M: hidden 576, MLP 1536) at prefill,
+// where per-output costs weigh more than at 4096 x 4096.
 void BM_grouped_shape(benchmark::State& st) {
   const i64 N = st.range(0), K = st.range(1), M = st.range(2);
+  const int bits = static_cast<int>(st.range(4));
+  const i64 gs = st.range(5);
   set_num_threads(static_cast<int>(st.range(3)));
-  const RtnParams p{4, 128, false};
-  const GroupedIntShape s = make_grouped_shape(4, N, K, 128);
+  const RtnParams p{bits, gs, false};
+  const GroupedIntShape s = make_grouped_shape(bits, N, K, gs);
   const std::vector<float> w = wave(N * K, 0.0137f, 0.05f), x = wave(M * K, 0.71f, 2.0f);
   std::vector<std::uint8_t> qw(static_cast<std::size_t>(N * s.row_bytes())), zs(static_cast<std::size_t>(N * s.n_groups()));
   std::vector<float> sc(zs.size()), y(static_cast<std::size_t>(M * N));
@@ -172,10 +176,12 @@ BENCHMARK(BM_stream_read)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMilli
 BENCHMARK(BM_int8_peak)->Arg(1)->Arg(2)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_grouped)->ArgsProduct({{1, 512}, {1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_grouped_shape)
-    ->ArgsProduct({{1536}, {576}, {2048}, {1}})
-    ->ArgsProduct({{576}, {1536}, {2048}, {1}})
-    ->ArgsProduct({{4096}, {4096}, {512}, {1}})
-    ->ArgsProduct({{1536}, {4608}, {256}, {1}})
+    ->ArgsProduct({{1536}, {576}, {2048}, {1}, {4, 3, 8}, {128}})
+    ->ArgsProduct({{576}, {1536}, {2048}, {1}, {4, 3, 8}, {128}})
+    ->ArgsProduct({{4096}, {4096}, {512}, {1}, {4, 8}, {128}})
+    ->ArgsProduct({{4096}, {4096}, {512}, {1}, {4, 8}, {32}})
+    ->ArgsProduct({{4096}, {4096}, {512}, {1}, {8}, {4096}})
+    ->ArgsProduct({{1536}, {4608}, {256}, {1}, {4}, {128}})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ggml)
     ->ArgsProduct({{static_cast<int>(QType::Q4_0), static_cast<int>(QType::Q8_0), static_cast<int>(QType::Q4_K)}, {1, 512}, {1, 2}})
