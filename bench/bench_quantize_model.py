@@ -94,6 +94,15 @@ def main() -> int:
     if calib_path is None or test_path is None:
         print("needs WikiText-2 in ../shared/data", file=sys.stderr)
         return 2
+    peer_py = Path(args.peer_python)
+    # llm-compressor refuses a group size that does not divide every row: fail now, not after
+    # lowbit's half of an hours-long run
+    rows_in = {model.config.hidden_size, model.config.intermediate_size}
+    if peer_py.is_file() and args.group_size > 0 and any(k % args.group_size for k in sorted(rows_in)):
+        print(f"--group-size {args.group_size} does not divide the row lengths {sorted(rows_in)}: llm-compressor "
+              f"refuses such groups (lowbit ends each row with a short group); pick a divisor, e.g. 64 or 32",
+              file=sys.stderr)
+        return 2
     calib = lbdata.calibration(model, calib_path, n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
     test = lbdata.read_eval_text(test_path)
     if args.method == "gptq":
@@ -104,7 +113,7 @@ def main() -> int:
         cfg = lb.AWQConfig(bits=args.bits, group_size=args.group_size)
         what = f"AWQ {cfg.bits}-bit g{cfg.group_size} asym, duo scaling, n_grid {cfg.n_grid}"
     print(f"model {args.model}: {model.num_parameters() / 1e6:.1f} M parameters; calibration {calib.n_samples} x "
-          f"{calib.seq_len} tokens of {calib_path.name} (seed 0); {args.threads} threads; {what}")
+          f"{calib.seq_len} tokens of {calib_path.name} (seed 0); {args.threads} threads; {what}", flush=True)
 
     def ppl(m: lb.LlamaModel) -> float:
         return lb.evaluate.perplexity(m, test, seq_len=args.seq_len_eval, max_windows=args.eval_windows).ppl
@@ -116,8 +125,10 @@ def main() -> int:
     rss_lowbit = peak_rss_mb()
     rows.append(("lowbit " + lb.__version__, t_lowbit, cpu_lowbit, rss_lowbit, ppl(qm)))
     del qm
+    # a long run shows each tool's figures as they land (the table below repeats them)
+    print(f"lowbit: {t_lowbit:.1f} s wall, {cpu_lowbit:.1f} s CPU, peak RSS {rss_lowbit:.0f} MB, ppl {rows[0][4]:.3f}",
+          flush=True)
 
-    peer_py = Path(args.peer_python)
     peer_note = ""
     if not peer_py.is_file():
         peer_note = (f"peer skipped: no {peer_py} (make bench-quantize creates it: torch==2.13.0, llmcompressor, "
@@ -141,6 +152,8 @@ def main() -> int:
                 weights = {k: z[k] for k in z.files if k != "__meta__"}
                 rows.append((meta["tool"], meta["seconds"], meta.get("cpu_seconds", float("nan")), meta["peak_rss_mb"],
                              ppl(with_weights(model, weights))))
+                print(f"peer: {rows[1][1]:.1f} s wall, {rows[1][2]:.1f} s CPU, peak RSS {rows[1][3]:.0f} MB, "
+                      f"ppl {rows[1][4]:.3f}", flush=True)
     base = ppl(model)
 
     print()
