@@ -280,7 +280,7 @@ def _cmd_imatrix(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from ._atomic import atomic_write_text
-    from .compare import COMPARE_COLUMNS, compare, plot, to_csv, to_markdown
+    from .compare import COMPARE_COLUMNS, compare, plot, read_csv, to_csv, to_markdown
     from .data import read_eval_text, wikitext2_test_path
     from .models import load_model
     from .pipeline import needs_calibration
@@ -295,6 +295,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for flag, out in (("--markdown", args.markdown), ("--csv", args.csv), ("--plot", args.plot)):
         if out and not Path(out).resolve().parent.is_dir():  # before hours of work, not after
             raise ValueError(f"{flag} {out}: the folder {Path(out).resolve().parent} does not exist")
+    if args.resume and not args.csv:
+        raise ValueError("--resume reads the rows of the earlier run from --csv FILE: give --csv")
+    previous = read_csv(args.csv) if args.resume and Path(args.csv).is_file() else None
     model = load_model(args.model)
     text_path = args.text or wikitext2_test_path()
     if text_path is None:
@@ -328,10 +331,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if args.csv:
             atomic_write_text(args.csv, to_csv(done))
         if not args.json:
-            print(f"  done: {r['method']} {r['bits'] or ''}: ppl {r['ppl']:.3f}", file=sys.stderr)
+            kept = " (kept from the earlier run)" if r.get("resumed") else ""
+            print(f"  done: {r['method']} {r['bits'] or ''}: ppl {r['ppl']:.3f}{kept}", file=sys.stderr)
 
     rows = compare(model, configs, text, calibration=calib, seq_len=args.eval_seq_len, max_windows=args.max_windows,
-                   progress=not args.json, measure_speed=not args.no_speed, on_row=on_row)
+                   progress=not args.json, measure_speed=not args.no_speed, on_row=on_row, previous=previous)
+    if previous and not any(r.get("resumed") for r in rows):
+        print(f"--resume: none of the {len(previous)} rows in {args.csv} matched this comparison (model, text, "
+              f"windows, configs and calibration tokens must all be the same): every row was run", file=sys.stderr)
     if args.plot:
         plot(rows, args.plot)
     if args.json:
@@ -415,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--markdown", help="also write the table as markdown here (rewritten as each row lands)")
     c.add_argument("--csv", help="also write the table as CSV here (rewritten as each row lands)")
     c.add_argument("--plot", help="also plot ppl vs bits/weight here (matplotlib)")
+    c.add_argument("--resume", action="store_true",
+                   help="keep the rows an earlier run of the same comparison left in --csv and run only the rest")
     for sp in (q, c):
         sp.add_argument("--group-size", type=int, default=128)
         sp.add_argument("--desc-act", action="store_true", help="GPTQ act-order")

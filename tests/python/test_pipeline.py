@@ -309,3 +309,93 @@ def test_cli_method_names_map_to_configs():
         bits=4, group_size=128, sink_weight=1.0)
     with pytest.raises(ValueError, match="unknown method"):
         _method_config("nope", 4, 128, False, True, None)
+
+
+def test_compare_resumes_only_rows_of_the_same_evaluation_and_calibration(shared_data_module, monkeypatch):
+    """previous= keeps the rows an interrupted run finished (same model, windows, config and
+    calibration tokens) and runs the rest; the reference is not evaluated when nothing is left."""
+    import lowbit.compare
+    import lowbit.evaluate as ev
+    from lowbit.compare import compare
+    from lowbit.data import calibration
+
+    model = load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    text = (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text()
+    calib = calibration(model, strings=[text], n_samples=2, seq_len=32, seed=0)
+    cfgs = [lb.RTNConfig(bits=4, group_size=32), lb.GPTQConfig(bits=3, group_size=32)]
+    kw = dict(seq_len=128, max_windows=2, measure_speed=False, progress=False)
+    first = compare(model, cfgs, text, calibration=calib, **kw)
+
+    real_q, real_h, quantized, passes = lowbit.compare.quantize_model, ev._final_hidden, [], []
+    monkeypatch.setattr(lowbit.compare, "quantize_model", lambda m, c, *a, **k: quantized.append(c) or real_q(m, c, *a, **k))
+    monkeypatch.setattr(ev, "_final_hidden", lambda m, t: passes.append(m is model) or real_h(m, t))
+
+    # interrupted after the RTN row: only GPTQ runs, and its figures are those of a full run
+    rows = compare(model, cfgs, text, calibration=calib, previous=first[:2], **kw)
+    assert quantized == [cfgs[1]] and passes.count(True) == 2
+    assert rows[1] == {**first[1], "resumed": True} and not rows[2].get("resumed")
+    for k in ("ppl", "kld_mean", "top1_agreement", "bits_per_weight"):
+        assert rows[2][k] == first[2][k]
+
+    # everything finished: nothing runs, not even the reference
+    quantized.clear(), passes.clear()
+    rows = compare(model, cfgs, text, calibration=calib, previous=first, **kw)
+    assert quantized == [] and passes == [] and all(r["resumed"] for r in rows)
+
+    # other windows, or other calibration tokens for the method that uses them: rerun
+    rows = compare(model, cfgs, text, calibration=calib, previous=first, **{**kw, "max_windows": 1})
+    assert quantized == cfgs and not any(r.get("resumed") for r in rows)
+    quantized.clear()
+    other = calibration(model, strings=[text], n_samples=2, seq_len=32, seed=1)
+    rows = compare(model, cfgs, text, calibration=other, previous=first, **kw)
+    assert quantized == [cfgs[1]] and rows[1]["resumed"] and not rows[2].get("resumed")
+
+
+def test_compare_csv_round_trips_the_rows(shared_data_module, tmp_path):
+    from lowbit.compare import compare, read_csv, to_csv
+
+    model = load_model(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    text = (shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt").read_text()
+    rows = compare(model, [lb.RTNConfig(bits=4, group_size=32)], text, seq_len=128, max_windows=1,
+                   measure_speed=False, progress=False)
+    p = tmp_path / "t.csv"
+    p.write_text(to_csv(rows))
+    back = read_csv(p)
+    assert len(back) == 2
+    for r, b in zip(rows, back):
+        for k, v in b.items():
+            assert v == r.get(k), k  # floats are written with repr: exact
+    assert back[1]["config"] == lb.RTNConfig(bits=4, group_size=32).to_dict()
+    p.write_text(to_csv(rows).replace(",0.0,", ",zero,", 1))
+    with pytest.raises(ValueError, match="not a number"):
+        read_csv(p)
+
+
+def test_cli_compare_resume_runs_only_the_missing_rows(shared_data_module, tmp_path, monkeypatch, capsys):
+    import lowbit.compare
+    from lowbit.cli import main
+
+    model = str(shared_data_module / "models" / "stories260K" / "stories260K.bin")
+    story = str(shared_data_module / "tinystories" / "TinyStoriesV2-GPT4-valid.head.txt")
+    real, calls = lowbit.compare.quantize_model, []
+
+    def interrupted_second(m, cfg, *a, **k):
+        calls.append(cfg.bits)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(m, cfg, *a, **k)
+
+    monkeypatch.setattr(lowbit.compare, "quantize_model", interrupted_second)
+    csv = tmp_path / "t.csv"
+    argv = ["compare", model, "--methods", "rtn", "--bits", "4,3", "--group-size", "32", "--text", story,
+            "--eval-seq-len", "128", "--max-windows", "1", "--no-speed", "--csv", str(csv)]
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    calls.clear()
+    monkeypatch.setattr(lowbit.compare, "quantize_model", lambda m, cfg, *a, **k: calls.append(cfg.bits) or real(m, cfg, *a, **k))
+    assert main(argv + ["--resume"]) == 0
+    assert calls == [3]
+    assert "kept from the earlier run" in capsys.readouterr().err
+    assert [r["bits"] for r in lowbit.compare.read_csv(csv)] == [None, 4, 3]
+    assert main(argv[:-2] + ["--resume"]) == 2  # --resume without --csv
+    assert "give --csv" in capsys.readouterr().err
