@@ -8,12 +8,17 @@
 //   silu_mul:  gate, up [T, 1536], T = 1 (decode) and 2048; counter x_libm = time of the same
 //              loop with libm's expf (g / (1 + expf(-g)), the formula silu_mul replaces) over
 //              time of silu_mul, both measured in this run, one thread.
+//   kl scores: one evaluation chunk of logits, 256 tokens x 49152 (SmolLM2's vocabulary): the KL
+//              divergence with both models' target log-probabilities (kl_divergence with
+//              targets); counter x_separate = time of kl_divergence + token_logprobs of each
+//              model (what an evaluation ran before) over that time, both in this run, one thread.
 // Second argument: the thread count.
 // Run: build/bench/bench_ops [--benchmark_repetitions=5 --benchmark_report_aggregates_only=true]
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "lowbit/ops.hpp"
@@ -102,10 +107,46 @@ void BM_silu_mul(benchmark::State& st) {
   set_num_threads(0);
 }
 
+// 256 x 49152 logits; one thread
+void BM_kl_scores(benchmark::State& st) {
+  const i64 T = 256, V = 49152;
+  set_num_threads(1);
+  const std::vector<float> r = wave(T * V, 0.37f, 6.0f), l = wave(T * V, 0.3701f, 6.1f);
+  std::vector<std::int64_t> tg(static_cast<std::size_t>(T));
+  for (i64 t = 0; t < T; ++t) tg[static_cast<std::size_t>(t)] = (t * 7919) % V;
+  std::vector<double> kld(static_cast<std::size_t>(T)), lr(kld.size()), ll(kld.size());
+  std::vector<std::int64_t> ar(tg.size()), al(tg.size());
+  const auto fused = [&] {
+    kl_divergence(r.data(), l.data(), T, V, kld.data(), ar.data(), al.data(), tg.data(), lr.data(), ll.data());
+  };
+  for (auto _ : st) {
+    fused();
+    benchmark::DoNotOptimize(kld.data());
+  }
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  for (benchmark::IterationCount it = 0; it < st.iterations(); ++it) {
+    kl_divergence(r.data(), l.data(), T, V, kld.data(), ar.data(), al.data());
+    token_logprobs(r.data(), T, V, tg.data(), lr.data());
+    token_logprobs(l.data(), T, V, tg.data(), ll.data());
+    benchmark::DoNotOptimize(kld.data());
+  }
+  const double separate_s = std::chrono::duration<double>(clock::now() - t0).count();
+  const auto t1 = clock::now();
+  for (benchmark::IterationCount it = 0; it < st.iterations(); ++it) {
+    fused();
+    benchmark::DoNotOptimize(kld.data());
+  }
+  st.counters["x_separate"] = separate_s / std::chrono::duration<double>(clock::now() - t1).count();
+  st.counters["logits/s"] = benchmark::Counter(static_cast<double>(T * V), benchmark::Counter::kIsIterationInvariantRate);
+  set_num_threads(0);
+}
+
 }  // namespace
 
 BENCHMARK(BM_attention)->ArgsProduct({{2048, 1}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_linear)->ArgsProduct({{1, 512}, {1536, 49152}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_silu_mul)->Arg(1)->Arg(2048)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_kl_scores)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -203,30 +203,41 @@ Returns float64 [T], computed in double with the row max subtracted. A row holdi
 
   m.def(
       "kl_divergence",
-      [](const py::handle& r_o, const py::handle& l_o) {
+      [](const py::handle& r_o, const py::handle& l_o, const py::handle& t_o) -> py::tuple {
         auto r = exact_array<float>(r_o, "ref_logits", {-1, -1});
         const i64 T = r.shape(0), V = r.shape(1);
         auto l = exact_array<float>(l_o, "logits", {T, V});
         if (V < 1) throw InvalidArgument(str_cat("ref_logits must have at least one column, got ", describe(r)));
-        py::array_t<double> kld(T);
+        py::array_t<double> kld(T), rlp(t_o.is_none() ? 0 : T), llp(t_o.is_none() ? 0 : T);
         py::array_t<std::int64_t> ra(T), la(T);
+        const std::int64_t* tp = nullptr;
+        py::array_t<std::int64_t> tg;
+        if (!t_o.is_none()) {
+          tg = exact_array<std::int64_t>(t_o, "targets", {T});
+          tp = tg.data();
+        }
         const float* rp = r.data();
         const float* lp = l.data();
         double* kp = kld.mutable_data();
         std::int64_t* rap = ra.mutable_data();
         std::int64_t* lap = la.mutable_data();
+        double* rlpp = tp != nullptr ? rlp.mutable_data() : nullptr;
+        double* llpp = tp != nullptr ? llp.mutable_data() : nullptr;
         {
           py::gil_scoped_release release;
-          kl_divergence(rp, lp, T, V, kp, rap, lap);
+          kl_divergence(rp, lp, T, V, kp, rap, lap, tp, rlpp, llpp);
         }
-        return py::make_tuple(kld, ra, la);
+        if (tp == nullptr) return py::make_tuple(kld, ra, la);
+        return py::make_tuple(kld, ra, la, rlp, llp);
       },
-      py::arg("ref_logits"), py::arg("logits"),
+      py::arg("ref_logits"), py::arg("logits"), py::arg("targets") = py::none(),
       R"doc(Per-token KL(P_ref || P) and the top-1 tokens of both models.
 
 ref_logits, logits: float32 [T, V]. Returns (kld float64 [T], ref_argmax int64 [T],
 argmax int64 [T]) with kld[t] = sum_v p_ref (log p_ref - log p), computed in double from
 max-subtracted logits (identical rows give exactly 0; terms with p_ref = 0 count 0).
 argmax: the first largest logit (the first NaN if any, as numpy.argmax). A row holding NaN or
-+inf gives kld NaN.)doc");
++inf gives kld NaN. With targets (int64 [T] in [0, V)) it also returns ref_logprobs and
+logprobs (float64 [T]): token_logprobs of both, bit-identical, for the cost of the divergence
+alone.)doc");
 }

@@ -240,12 +240,13 @@ def kl_divergence(model: LlamaModel, ref: LlamaModel, text: str | Sequence[int],
         for s in range(w.first_scored, L - 1, _HEAD_CHUNK):
             e = min(s + _HEAD_CHUNK, L - 1)
             lg, lr = model.head(x[s:e]), ref.head(xr[s:e])
-            kl, am_ref, am = _core.kl_divergence(lr, lg)
+            # both models' target log-probabilities come with the divergence (one pass over the logits)
+            kl, am_ref, am, lp_ref, lp = _core.kl_divergence(lr, lg, np.ascontiguousarray(w.tokens[s + 1:e + 1],
+                                                                                            dtype=np.int64))
             klds.append(kl)
             agree += int(np.count_nonzero(am_ref == am))
-            tgt = w.tokens[s + 1:e + 1]
-            nll -= float(_core.token_logprobs(lg, tgt).sum())
-            nll_ref -= float(_core.token_logprobs(lr, tgt).sum())
+            nll -= float(lp.sum())
+            nll_ref -= float(lp_ref.sum())
     kl_all = np.concatenate(klds)
     n = kl_all.size
     ppl, ref_ppl = math.exp(nll / n), math.exp(nll_ref / n)

@@ -39,6 +39,7 @@ void expect_thread_invariant(Fn fn, Out& out) {
 }
 
 bool same_bits(float a, float b) { return float_bits(a) == float_bits(b); }
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 // ---- references (double) ------------------------------------------------------------
 
@@ -630,6 +631,34 @@ TEST(OpsLogits, KlEdgeCases) {
   EXPECT_TRUE(std::isnan(kld[2]));
   EXPECT_EQ(ra[2], 1);  // the first NaN, as numpy.argmax
   kl_divergence(r.data(), l.data(), 3, 3, nullptr, nullptr, nullptr);  // outputs optional
+}
+
+TEST(OpsLogits, KlTargetLogprobsAreTokenLogprobsBits) {
+  // random rows, plus rows with -inf, NaN and ties; with and without the divergence itself
+  const i64 V = 577;
+  std::vector<float> r = uniform_data(6 * V, 121, -20.0f, 20.0f), l = uniform_data(6 * V, 122, -20.0f, 20.0f);
+  r[3 * V + 5] = -kInf;
+  l[4 * V + 7] = kNaN;
+  r[5 * V + 1] = r[5 * V + 2] = 40.0f;
+  const i64 T = static_cast<i64>(r.size()) / V;
+  std::vector<std::int64_t> tg = {0, 576, 300, 5, 7, 2};
+  std::vector<double> want_r(T), want_l(T), got_r(T), got_l(T), kld(T), kld_alone(T);
+  token_logprobs(r.data(), T, V, tg.data(), want_r.data());
+  token_logprobs(l.data(), T, V, tg.data(), want_l.data());
+  for (double* k : {kld.data(), static_cast<double*>(nullptr)}) {
+    std::fill(got_r.begin(), got_r.end(), 1.0);
+    std::fill(got_l.begin(), got_l.end(), 1.0);
+    kl_divergence(r.data(), l.data(), T, V, k, nullptr, nullptr, tg.data(), got_r.data(), got_l.data());
+    for (i64 t = 0; t < T; ++t) {
+      EXPECT_TRUE(same_bits(got_r[t], want_r[t])) << "t=" << t << " " << got_r[t] << " vs " << want_r[t];
+      EXPECT_TRUE(same_bits(got_l[t], want_l[t])) << "t=" << t << " " << got_l[t] << " vs " << want_l[t];
+    }
+  }
+  kl_divergence(r.data(), l.data(), T, V, kld_alone.data(), nullptr, nullptr);
+  for (i64 t = 0; t < T; ++t) EXPECT_TRUE(same_bits(kld[t], kld_alone[t])) << "t=" << t;
+  tg[4] = V;
+  EXPECT_THROW(kl_divergence(r.data(), l.data(), T, V, nullptr, nullptr, nullptr, tg.data(), got_r.data(), nullptr),
+               InvalidArgument);
 }
 
 TEST(OpsLogits, ThreadInvariance) {

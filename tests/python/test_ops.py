@@ -434,6 +434,21 @@ def test_kl_divergence_edges_and_errors():
     assert [a.shape for a in out] == [(0,), (0,), (0,)]
 
 
+def test_kl_divergence_with_targets_gives_token_logprobs_bits(rng):
+    ref = f32(rng.standard_normal((5, 301)) * 6)
+    log = f32(ref + rng.standard_normal((5, 301)))
+    log[2, 7] = np.nan
+    t = np.array([0, 300, 5, 9, 150])
+    kld, ra, la, lp_ref, lp = _core.kl_divergence(ref, log, t)
+    assert lp_ref.tobytes() == _core.token_logprobs(ref, t).tobytes()
+    assert lp.tobytes() == _core.token_logprobs(log, t).tobytes()
+    assert kld.tobytes() == _core.kl_divergence(ref, log)[0].tobytes()
+    with pytest.raises(ValueError, match="targets"):
+        _core.kl_divergence(ref, log, t[:4])
+    with pytest.raises(ValueError, match=r"targets\[1\] = 301 is outside"):
+        _core.kl_divergence(ref, log, np.array([0, 301, 0, 0, 0]))
+
+
 def test_logits_threads(rng):
     ref = f32(rng.standard_normal((9, 1000)))
     log = f32(rng.standard_normal((9, 1000)))

@@ -85,9 +85,13 @@ void token_logprobs(const float* logits, i64 T, i64 V, const std::int64_t* targe
 // Per row t: kld[t] = KL(P_ref || P) = sum_v p_ref[v] (log p_ref[v] - log p[v]) with
 // P_ref = softmax(ref_logits[t]), P = softmax(logits[t]) (double; terms with p_ref = 0 are 0),
 // ref_argmax[t] / argmax[t] = index of the row's largest logit (the first one on ties; the
-// first NaN if the row has one, as numpy.argmax). Any output pointer may be nullptr.
+// first NaN if the row has one, as numpy.argmax). With targets ([T] in [0, V)), also
+// ref_logprob[t] / logprob[t] = token_logprobs of both rows, bit-identical to it but sharing
+// the row's log-sum-exp with the divergence (an evaluation then exponentiates each logit once,
+// not twice). Any output pointer may be nullptr.
 void kl_divergence(const float* ref_logits, const float* logits, i64 T, i64 V, double* kld,
-                   std::int64_t* ref_argmax, std::int64_t* argmax);
+                   std::int64_t* ref_argmax, std::int64_t* argmax, const std::int64_t* targets = nullptr,
+                   double* ref_logprob = nullptr, double* logprob = nullptr);
 
 // The per-ISA inner kernels of linear (kernels/<isa>/linear.cpp).
 struct LinearKernels {

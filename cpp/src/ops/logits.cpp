@@ -28,14 +28,17 @@ double log_sum_exp_shifted(const float* r, i64 V, double m) {
   return std::log(s);
 }
 
+void check_targets(const char* fn, const std::int64_t* targets, i64 T, i64 V) {
+  for (i64 t = 0; t < T; ++t)
+    LOWBIT_CHECK(targets[t] >= 0 && targets[t] < V, fn, ": targets[", t, "] = ", targets[t],
+                 " is outside the vocabulary [0, ", V, ")");
+}
 
 }  // namespace
 
 void token_logprobs(const float* logits, i64 T, i64 V, const std::int64_t* targets, double* out) {
   LOWBIT_CHECK(T >= 0 && V >= 1, "token_logprobs: logits must be [T, V] with V >= 1, got T=", T, " V=", V);
-  for (i64 t = 0; t < T; ++t)
-    LOWBIT_CHECK(targets[t] >= 0 && targets[t] < V, "token_logprobs: targets[", t, "] = ", targets[t],
-                 " is outside the vocabulary [0, ", V, ")");
+  check_targets("token_logprobs", targets, T, V);
   parallel_for(
       T,
       [&](i64 t) {
@@ -47,8 +50,11 @@ void token_logprobs(const float* logits, i64 T, i64 V, const std::int64_t* targe
 }
 
 void kl_divergence(const float* ref_logits, const float* logits, i64 T, i64 V, double* kld,
-                   std::int64_t* ref_argmax, std::int64_t* argmax) {
+                   std::int64_t* ref_argmax, std::int64_t* argmax, const std::int64_t* targets, double* ref_logprob,
+                   double* logprob) {
   LOWBIT_CHECK(T >= 0 && V >= 1, "kl_divergence: logits must be [T, V] with V >= 1, got T=", T, " V=", V);
+  const bool scores = targets != nullptr && (ref_logprob != nullptr || logprob != nullptr);
+  if (scores) check_targets("kl_divergence", targets, T, V);
   parallel_for(
       T,
       [&](i64 t) {
@@ -57,7 +63,7 @@ void kl_divergence(const float* ref_logits, const float* logits, i64 T, i64 V, d
         const i64 ar = row_argmax(r, V), al = row_argmax(l, V);
         if (ref_argmax != nullptr) ref_argmax[t] = ar;
         if (argmax != nullptr) argmax[t] = al;
-        if (kld == nullptr) return;
+        if (kld == nullptr && !scores) return;
         const double mr = r[ar], ml = l[al];
         // e[j] = exp(r[j] - mr) kept for the sum below: p_ref[j] = e[j] / sr
         thread_local std::vector<double> e;
@@ -67,7 +73,13 @@ void kl_divergence(const float* ref_logits, const float* logits, i64 T, i64 V, d
           e[static_cast<std::size_t>(j)] = std::exp(static_cast<double>(r[j]) - mr);
           sr += e[static_cast<std::size_t>(j)];
         }
+        // the same sums, in the same order, as token_logprobs: its bits exactly
         const double lr = std::log(sr), ll = log_sum_exp_shifted(l, V, ml);
+        if (scores) {
+          if (ref_logprob != nullptr) ref_logprob[t] = (static_cast<double>(r[targets[t]]) - mr) - lr;
+          if (logprob != nullptr) logprob[t] = (static_cast<double>(l[targets[t]]) - ml) - ll;
+        }
+        if (kld == nullptr) return;
         // sum_j e[j] (log p_ref[j] - log p[j]) / sr; equal rows give exactly 0 term by term
         double acc = 0.0;
         for (i64 j = 0; j < V; ++j) {
