@@ -69,6 +69,7 @@ const LinalgKernels& linalg_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLE
 const LinearKernels& linear_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kLinearKernels)); }
 const AttentionKernels& attention_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kAttentionKernels)); }
 const ActivationKernels& activation_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kActivationKernels)); }
+const LogitsKernels& logits_kernels(Isa isa) { return pick(isa, LOWBIT_ISA_TABLES(kLogitsKernels)); }
 
 #undef LOWBIT_ISA_TABLES
 
@@ -81,5 +82,7 @@ const LinearKernels& linear_kernels() { return linear_kernels(active_isa()); }
 const AttentionKernels& attention_kernels() { return attention_kernels(active_isa()); }
 
 const ActivationKernels& activation_kernels() { return activation_kernels(active_isa()); }
+
+const LogitsKernels& logits_kernels() { return logits_kernels(active_isa()); }
 
 }  // namespace lowbit

@@ -661,6 +661,78 @@ TEST(OpsLogits, KlTargetLogprobsAreTokenLogprobsBits) {
                InvalidArgument);
 }
 
+TEST(OpsLogits, EveryIsaRowSumsMatchLongDouble) {
+  // the kernels' double exp polynomial and 8-lane sums against long double, on rows wide and
+  // narrow (all-tail V < 8, V = 8, a tail after whole blocks), with -inf logits (terms of 0)
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!isa_supported(isa)) continue;
+    const LogitsKernels& k = logits_kernels(isa);
+    for (i64 V : {1, 7, 8, 9, 577, 49152}) {
+      std::vector<float> r = uniform_data(V, 131 + V, -40.0f, 15.0f), l = uniform_data(V, 132 + V, -40.0f, 15.0f);
+      if (V > 3) r[2] = l[2] = r[3] = -kInf;  // a 0 * log 0 term, and a 0 reference weight
+      const float mr = *std::max_element(r.begin(), r.end()), ml = *std::max_element(l.begin(), l.end());
+      long double sr = 0, sl = 0;
+      for (i64 j = 0; j < V; ++j) {
+        sr += std::exp(static_cast<long double>(r[j]) - mr);
+        sl += std::exp(static_cast<long double>(l[j]) - ml);
+      }
+      const double got_sr = k.sum_exp_shifted(r.data(), V, mr), got_sl = k.sum_exp_shifted(l.data(), V, ml);
+      // a few ulp per term, then V additions of positive terms: relative error <= (4 + V) eps
+      EXPECT_NEAR(got_sr, static_cast<double>(sr), (4.0 + V) * 1.2e-16 * static_cast<double>(sr))
+          << isa_name(isa) << " V=" << V;
+      EXPECT_NEAR(got_sl, static_cast<double>(sl), (4.0 + V) * 1.2e-16 * static_cast<double>(sl));
+      const long double lr = std::log(sr), ll = std::log(sl);
+      long double kl = 0, mass = 0;
+      for (i64 j = 0; j < V; ++j) {
+        const long double p = std::exp(static_cast<long double>(r[j]) - mr - lr);
+        if (p == 0) continue;
+        const long double d = (static_cast<long double>(r[j]) - mr - lr) - (static_cast<long double>(l[j]) - ml - ll);
+        kl += p * d;
+        mass += p * std::fabs(d);
+      }
+      const double got_kl = k.kl_sum(r.data(), l.data(), V, mr, std::log(got_sr), ml, std::log(got_sl)) / got_sr;
+      // relative to sum p |d| (the terms have both signs), plus the logs' own rounding
+      EXPECT_NEAR(got_kl, static_cast<double>(kl), (8.0 + V) * 1.2e-16 * static_cast<double>(mass) + 1e-15)
+          << isa_name(isa) << " V=" << V;
+    }
+  }
+}
+
+TEST(OpsLogits, EveryIsaArgmaxIsNumpysArgmax) {
+  // first index on ties, first NaN if any; ties, NaN, +-inf placed in the first block, in
+  // the middle and in the tail, on widths around the 8-lane blocks
+  const auto numpy_argmax = [](const std::vector<float>& r) {
+    i64 best = 0;
+    for (i64 j = 0; j < static_cast<i64>(r.size()); ++j) {
+      if (std::isnan(r[j])) return j;
+      if (r[j] > r[best]) best = j;
+    }
+    return best;
+  };
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!isa_supported(isa)) continue;
+    const LogitsKernels& k = logits_kernels(isa);
+    for (i64 V : {1, 2, 7, 8, 9, 15, 16, 17, 100, 1001}) {
+      for (int pattern = 0; pattern < 9; ++pattern) {
+        std::vector<float> r = uniform_data(V, 141 + V + pattern, -3.0f, 3.0f);
+        const i64 a = V / 3, b = V - 1;
+        switch (pattern) {
+          case 1: r[a] = r[b] = 9.0f; break;                               // a tie: the first wins
+          case 2: r.assign(static_cast<std::size_t>(V), -kInf); break;    // all -inf: index 0
+          case 3: r[b] = kNaN; break;                                       // NaN in the tail
+          case 4: r[a] = kNaN; r[b] = kNaN; break;                          // the first NaN
+          case 5: r[b] = kInf; r[a] = kInf; break;
+          case 6: r.assign(static_cast<std::size_t>(V), 1.0f); break;     // all equal: index 0
+          case 7: r[0] = kNaN; break;
+          case 8: for (float& x : r) x = std::round(x); break;             // many ties
+          default: break;
+        }
+        EXPECT_EQ(k.argmax(r.data(), V), numpy_argmax(r)) << isa_name(isa) << " V=" << V << " pattern " << pattern;
+      }
+    }
+  }
+}
+
 TEST(OpsLogits, ThreadInvariance) {
   const i64 T = 9, V = 1000;
   const std::vector<float> r = uniform_data(T * V, 111, -5.0f, 5.0f), l = uniform_data(T * V, 112, -5.0f, 5.0f);

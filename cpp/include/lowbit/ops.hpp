@@ -140,4 +140,23 @@ namespace scalar { extern const ActivationKernels kActivationKernels; }
 namespace avx2 { extern const ActivationKernels kActivationKernels; }
 namespace avx512 { extern const ActivationKernels kActivationKernels; }
 
+// The per-ISA row sums of token_logprobs and kl_divergence (kernels/<isa>/logits.cpp); the
+// definition (float exp polynomial, double sums in 8 striped lanes) is in kernels/logits_impl.hpp.
+struct LogitsKernels {
+  // index of the row's largest logit: the first one on ties, the first NaN if any (numpy.argmax)
+  i64 (*argmax)(const float* r, i64 V);
+  // sum_j exp(r[j] - m); m = the row's largest logit makes every term <= 1.
+  double (*sum_exp_shifted)(const float* r, i64 V, float m);
+  // sum_j exp(r[j] - mr) ((r[j] - mr - lr) - (l[j] - ml - ll)), terms with exp(r[j] - mr) = 0
+  // counting 0: divided by sum_exp_shifted(r, V, mr) it is KL(softmax(r) || softmax(l)).
+  double (*kl_sum)(const float* r, const float* l, i64 V, float mr, double lr, float ml, double ll);
+};
+
+const LogitsKernels& logits_kernels();         // active ISA
+const LogitsKernels& logits_kernels(Isa isa);  // a specific one (tests); Unsupported if absent
+
+namespace scalar { extern const LogitsKernels kLogitsKernels; }
+namespace avx2 { extern const LogitsKernels kLogitsKernels; }
+namespace avx512 { extern const LogitsKernels kLogitsKernels; }
+
 }  // namespace lowbit
