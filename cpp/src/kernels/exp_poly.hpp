@@ -1,4 +1,4 @@
-// exp as plain float arithmetic, for loops the compiler vectorises: every lane computes the
+// exp as plain float / double arithmetic, for loops the compiler vectorises: every lane computes the
 // same bits as the scalar tail. Included by the per-ISA kernels (*_impl.hpp); internal linkage,
 // since each ISA's copy differs (madd fuses only where that ISA has FMA).
 #pragma once
