@@ -141,7 +141,7 @@ namespace avx2 { extern const ActivationKernels kActivationKernels; }
 namespace avx512 { extern const ActivationKernels kActivationKernels; }
 
 // The per-ISA row sums of token_logprobs and kl_divergence (kernels/<isa>/logits.cpp); the
-// definition (float exp polynomial, double sums in 8 striped lanes) is in kernels/logits_impl.hpp.
+// definition (double exp polynomial, sums in 8 striped lanes) is in kernels/logits_impl.hpp.
 struct LogitsKernels {
   // index of the row's largest logit: the first one on ties, the first NaN if any (numpy.argmax)
   i64 (*argmax)(const float* r, i64 V);

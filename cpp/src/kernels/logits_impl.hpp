@@ -52,7 +52,8 @@ i64 argmax(const float* r, i64 V) {
   const i64 V8 = V - V % kLanes;
 #ifdef __AVX2__
   // GCC does not vectorise the loop below (the index blend): the same lanes by hand
-  __m256 vmx = _mm256_loadu_ps(mx), vnan = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nan)));
+  __m256 vmx = _mm256_loadu_ps(mx);
+  __m256 vnan = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nan)));
   __m256i vix = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ix));
   __m256i cur = vix;
   const __m256i step = _mm256_set1_epi32(kLanes);

@@ -1,7 +1,7 @@
 // Per-token scores of a row of logits: log-probabilities of targets, KL divergence between
 // two models' distributions, and the argmax (top-1 agreement). The row sums run in the
-// active ISA's LogitsKernels (float exp, double sums: kernels/logits_impl.hpp); log, the
-// shifts and the divisions are in double.
+// active ISA's LogitsKernels (a double exp polynomial, sums in fixed lanes:
+// kernels/logits_impl.hpp); everything is in double.
 #include <cmath>
 
 #include "lowbit/ops.hpp"
