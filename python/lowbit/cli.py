@@ -321,15 +321,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                   f"{args.max_windows} evaluation windows only; run without --quick for the full protocol")
         print()
     done: list[dict[str, Any]] = []
+    # --resume: the earlier rows stay in the CSV until this run has written their replacement,
+    # so a resumed run that is stopped again loses nothing either
+    pending = list(previous or [])
+
+    def row_key(r: dict[str, Any]) -> str:
+        return json.dumps([r.get("eval_id"), r.get("method") if r.get("config") is None else r.get("config"),
+                           r.get("calibration_id")], sort_keys=True, default=str)
 
     def on_row(r: dict[str, Any]) -> None:
         # the tables are rewritten (atomically) as each row lands: a run of hours that is
         # stopped keeps the rows it finished
         done.append(r)
+        pending[:] = [p for p in pending if row_key(p) != row_key(r)]
         if args.markdown:
             atomic_write_text(args.markdown, to_markdown(done))
         if args.csv:
-            atomic_write_text(args.csv, to_csv(done))
+            atomic_write_text(args.csv, to_csv(done + pending))
         if not args.json:
             kept = " (kept from the earlier run)" if r.get("resumed") else ""
             print(f"  done: {r['method']} {r['bits'] or ''}: ppl {r['ppl']:.3f}{kept}", file=sys.stderr)
@@ -423,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--csv", help="also write the table as CSV here (rewritten as each row lands)")
     c.add_argument("--plot", help="also plot ppl vs bits/weight here (matplotlib)")
     c.add_argument("--resume", action="store_true",
-                   help="keep the rows an earlier run of the same comparison left in --csv and run only the rest")
+                   help="keep the rows an earlier run of the same comparison left in --csv and run only the rest "
+                        "(rows of other comparisons stay in the file)")
     for sp in (q, c):
         sp.add_argument("--group-size", type=int, default=128)
         sp.add_argument("--desc-act", action="store_true", help="GPTQ act-order")

@@ -392,10 +392,18 @@ def test_cli_compare_resume_runs_only_the_missing_rows(shared_data_module, tmp_p
     with pytest.raises(KeyboardInterrupt):
         main(argv)
     calls.clear()
+    # a resumed run with one more config first, stopped again while that one runs: the rows of
+    # the first run must still be in the file
+    argv2 = [*argv[:5], "2,4,3", *argv[6:], "--resume"]
+    monkeypatch.setattr(lowbit.compare, "quantize_model", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv2[:5] + ["3,2,4"] + argv2[6:])  # 3 runs (missing), 2 is stopped
+    assert sorted(r["bits"] or 0 for r in lowbit.compare.read_csv(csv)) == [0, 3, 4]
+    calls.clear()
     monkeypatch.setattr(lowbit.compare, "quantize_model", lambda m, cfg, *a, **k: calls.append(cfg.bits) or real(m, cfg, *a, **k))
-    assert main(argv + ["--resume"]) == 0
-    assert calls == [3]
+    assert main(argv2) == 0
+    assert calls == [2]
     assert "kept from the earlier run" in capsys.readouterr().err
-    assert [r["bits"] for r in lowbit.compare.read_csv(csv)] == [None, 4, 3]
+    assert [r["bits"] for r in lowbit.compare.read_csv(csv)] == [None, 2, 4, 3]
     assert main(argv[:-2] + ["--resume"]) == 2  # --resume without --csv
     assert "give --csv" in capsys.readouterr().err
