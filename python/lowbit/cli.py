@@ -280,7 +280,7 @@ def _cmd_imatrix(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from ._atomic import atomic_write_text
-    from .compare import COMPARE_COLUMNS, compare, plot, read_csv, to_csv, to_markdown
+    from .compare import COMPARE_COLUMNS, compare, plot, read_csv, row_key, to_csv, to_markdown
     from .data import read_eval_text, wikitext2_test_path
     from .models import load_model
     from .pipeline import needs_calibration
@@ -324,10 +324,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     # --resume: the earlier rows stay in the CSV until this run has written their replacement,
     # so a resumed run that is stopped again loses nothing either
     pending = list(previous or [])
-
-    def row_key(r: dict[str, Any]) -> str:
-        return json.dumps([r.get("eval_id"), r.get("method") if r.get("config") is None else r.get("config"),
-                           r.get("calibration_id")], sort_keys=True, default=str)
 
     def on_row(r: dict[str, Any]) -> None:
         # the tables are rewritten (atomically) as each row lands: a run of hours that is

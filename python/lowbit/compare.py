@@ -32,7 +32,7 @@ from .models.llama import LlamaModel
 from .pipeline import needs_calibration, quantize_model
 from .tensor import QuantizedTensor
 
-__all__ = ["COMPARE_COLUMNS", "compare", "to_markdown", "to_csv", "read_csv", "plot"]
+__all__ = ["COMPARE_COLUMNS", "compare", "row_key", "to_markdown", "to_csv", "read_csv", "plot"]
 
 COMPARE_COLUMNS = [
     ("method", "method", None), ("bits", "bits", None), ("group_size", "group", None),
@@ -78,7 +78,16 @@ def _eval_id(model: LlamaModel, text: str | Sequence[int], seq_len: int | None, 
 def _calibration_id(calibration: Calibration | None) -> str | None:
     if calibration is None:
         return None
-    return hashlib.sha256(np.ascontiguousarray(calibration.tokens, dtype=np.int64).tobytes()).hexdigest()[:16]
+    # lowbit.data records the tokens' hash in the provenance; a hand-made Calibration may not
+    sha = calibration.provenance.get("tokens_sha256") or hashlib.sha256(calibration.tokens.tobytes()).hexdigest()
+    return str(sha)[:16]
+
+
+def row_key(row: dict[str, Any]) -> str:
+    """What makes two rows the same measurement: the evaluation, the config (or "reference")
+    and the calibration tokens. ``compare(previous=)`` reuses rows by it."""
+    what = row.get("config") if row.get("config") is not None else row.get("method")
+    return json.dumps([row.get("eval_id"), what, row.get("calibration_id")], sort_keys=True, default=str)
 
 
 def compare(model: LlamaModel, configs: Sequence[QuantConfig], text: str | Sequence[int], *,
@@ -101,17 +110,18 @@ def compare(model: LlamaModel, configs: Sequence[QuantConfig], text: str | Seque
     eval_id = _eval_id(model, text, seq_len, protocol, max_windows)
     calib_id = _calibration_id(calibration)
 
-    def key(config: dict[str, Any], calib: str | None) -> str:
-        return json.dumps([config, calib], sort_keys=True)
-
     def calib_of(cfg: QuantConfig) -> Calibration | None:
         return calibration if needs_calibration(cfg) else None
 
-    old = {key(r["config"], r.get("calibration_id")): r for r in previous or ()
-           if r.get("eval_id") == eval_id and r.get("method") != "reference" and isinstance(r.get("config"), dict)}
-    old_ref = next((r for r in previous or () if r.get("eval_id") == eval_id and r.get("method") == "reference"), None)
-    reused = {i: old[k] for i, c in enumerate(configs)
-              if (k := key(c.to_dict(), calib_id if calib_of(c) is not None else None)) in old}
+    def new_row_key(cfg: QuantConfig | None) -> str:
+        if cfg is None:
+            return row_key({"eval_id": eval_id, "method": "reference"})
+        return row_key({"eval_id": eval_id, "config": cfg.to_dict(),
+                        "calibration_id": calib_id if calib_of(cfg) is not None else None})
+
+    old = {row_key(r): r for r in previous or ()}
+    old_ref = old.get(new_row_key(None))
+    reused = {i: old[k] for i, c in enumerate(configs) if (k := new_row_key(c)) in old}
     todo = len(reused) < len(configs)
 
     rows: list[dict[str, Any]] = []

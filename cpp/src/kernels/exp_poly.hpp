@@ -12,8 +12,10 @@
 namespace lowbit {
 namespace {
 
-// a * b + c, fused where this ISA has FMA (std::fma then vectorises; elsewhere it is a call)
-inline float madd(float a, float b, float c) {
+// a * b + c (float or double), fused where this ISA has FMA (std::fma then vectorises;
+// elsewhere it is a call)
+template <class T>
+inline T madd(T a, T b, T c) {
 #ifdef __FMA__
   return std::fma(a, b, c);
 #else
@@ -51,14 +53,6 @@ inline float exp_nonpositive(float x) {
   // 2^n: the low bits of kn hold n (an integer of kRound's binade has ulp 1)
   const float two_n = bits_float((float_bits(kn) - float_bits(kRound) + 127u) << 23);
   return bits_float(float_bits(p * two_n) & ~low);  // 0 below kLo
-}
-
-inline double madd(double a, double b, double c) {
-#ifdef __FMA__
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
 }
 
 inline std::uint64_t double_bits(double d) {
