@@ -10,15 +10,20 @@ Steps:
   1. load the model in lowbit and write it once as a dense Hugging Face folder (the peer's input);
   2. draw the calibration windows (WikiText-2 train/valid text from ../shared/data, seed 0) and
      save the token ids, so both tools see exactly the same tokens;
-  3. lowbit: quantize_model(model, GPTQConfig(bits, group_size, sink_weight)) — wall time, peak RSS
-     (--sink-weight: 1 = the paper's Hessian, as the peer computes it, by default; 16 = lowbit's
-     default attention-sink weighting, same work, better ppl) (or
-     AWQConfig(bits, group_size), asymmetric, with --method awq);
+  3. lowbit: quantize_model(model, GPTQConfig(bits, group_size, sink_weight, true_sequential)) — wall
+     time, peak RSS (--sink-weight: 1 = the paper's Hessian, as the peer computes it, by default;
+     16 = lowbit's default attention-sink weighting, same work, better ppl; --true-sequential 0 by
+     default: one calibration pass per decoder layer, as llm-compressor's sequential pipeline does,
+     where lowbit's own default re-runs each block's later sub-layers on quantized inputs) (or
+     AWQConfig(bits, group_size, apply_clip=False), asymmetric, with --method awq: llm-compressor's
+     AWQ has no clipping search);
   4. the peer: bench/peer_llmcompressor_gptq.py in its own venv (llm-compressor pins an older
      transformers) with the same settings — wall time of oneshot(), peak RSS — returning its
      quantize-dequantized weights;
   5. both weight sets evaluated by lowbit's runtime on the same WikiText-2 test windows
-     (GPTQ protocol, --seq-len-eval tokens), next to the unquantized model.
+     (GPTQ protocol, --seq-len-eval tokens), next to the unquantized model. The like-for-like ppl
+     runs both with float32 activations (the peer returns dense weights); lowbit's row also gives
+     the ppl of its default runtime (activations rounded to int8 blocks, integer dots).
 Printed: wall seconds and CPU seconds (user+system, all threads), each with x peer (peer / lowbit:
 > 1 means lowbit is faster), peak RSS, ppl.
 The peer venv is made by `make bench-quantize` (torch==2.13.0 CPU, llmcompressor,
@@ -80,10 +85,15 @@ def main() -> int:
     ap.add_argument("--sink-weight", type=float, default=1.0,
                     help="GPTQ: Hessian weight of each window's first token (1 = the paper's, as the peer; "
                          "lowbit's default is 16)")
+    ap.add_argument("--true-sequential", type=int, choices=(0, 1), default=0,
+                    help="GPTQ: 1 = lowbit's default (later sub-layers calibrated on quantized inputs); "
+                         "0 = one calibration pass per decoder layer, as the peer")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-windows", type=int, default=None, help="first N test windows (default: all)")
     ap.add_argument("--seq-len-eval", type=int, default=2048)
     ap.add_argument("--peer-python", default=os.environ.get("LOWBIT_PEER_PYTHON", ".venv-llmc/bin/python"))
+    ap.add_argument("--keep-peer-weights", default=None, metavar="NPZ",
+                    help="also keep the peer's quantize-dequantized weights here (to evaluate them again later)")
     args = ap.parse_args()
 
     lb.set_num_threads(args.threads)
@@ -106,12 +116,13 @@ def main() -> int:
     calib = lbdata.calibration(model, calib_path, n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
     test = lbdata.read_eval_text(test_path)
     if args.method == "gptq":
-        cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size, sink_weight=args.sink_weight)
+        cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size, sink_weight=args.sink_weight,
+                            true_sequential=bool(args.true_sequential))
         what = (f"GPTQ {cfg.bits}-bit g{cfg.group_size} sym, damp {cfg.damp_percent}, no act-order, "
-                f"sink weight {cfg.sink_weight:g} (lowbit)")
+                f"sink weight {cfg.sink_weight:g} (lowbit), true_sequential {cfg.true_sequential}")
     else:
-        cfg = lb.AWQConfig(bits=args.bits, group_size=args.group_size)
-        what = f"AWQ {cfg.bits}-bit g{cfg.group_size} asym, duo scaling, n_grid {cfg.n_grid}"
+        cfg = lb.AWQConfig(bits=args.bits, group_size=args.group_size, apply_clip=False)
+        what = f"AWQ {cfg.bits}-bit g{cfg.group_size} asym, duo scaling, n_grid {cfg.n_grid}, no clipping search"
     print(f"model {args.model}: {model.num_parameters() / 1e6:.1f} M parameters; calibration {calib.n_samples} x "
           f"{calib.seq_len} tokens of {calib_path.name} (seed 0); {args.threads} threads; {what}", flush=True)
 
@@ -123,10 +134,14 @@ def main() -> int:
     qm = lb.quantize_model(model, cfg, calib, progress=sys.stderr.isatty())
     t_lowbit, cpu_lowbit = time.perf_counter() - t0, time.process_time() - c0
     rss_lowbit = peak_rss_mb()
+    quantized = {k.removesuffix(".weight") for k, w in qm.weights.items() if isinstance(w, lb.QuantizedTensor)}
+    ppl_runtime = ppl(qm)            # lowbit's default runtime: int8-block activations
+    qm.matmul_act = "float32"        # like-for-like with the peer's dense weights
     rows.append(("lowbit " + lb.__version__, t_lowbit, cpu_lowbit, rss_lowbit, ppl(qm)))
     del qm
     # a long run shows each tool's figures as they land (the table below repeats them)
-    print(f"lowbit: {t_lowbit:.1f} s wall, {cpu_lowbit:.1f} s CPU, peak RSS {rss_lowbit:.0f} MB, ppl {rows[0][4]:.3f}",
+    print(f"lowbit: {t_lowbit:.1f} s wall, {cpu_lowbit:.1f} s CPU, peak RSS {rss_lowbit:.0f} MB, "
+          f"ppl {rows[0][4]:.3f} (float32 activations), {ppl_runtime:.3f} (int8 activations, lowbit's default)",
           flush=True)
 
     peer_note = ""
@@ -139,7 +154,8 @@ def main() -> int:
             ids = Path(tmp) / "calib.npy"
             out = Path(tmp) / "peer.npz"
             np.save(ids, calib.tokens.astype(np.int64))
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH="")
+            # CPU only, as lowbit: the peer must not find an accelerator
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH="", CUDA_VISIBLE_DEVICES="")
             cmd = [str(peer_py), str(Path(__file__).with_name("peer_llmcompressor_gptq.py")), "--model", str(folder),
                    "--calib", str(ids), "--out", str(out), "--method", args.method, "--bits", str(args.bits), "--group-size",
                    str(args.group_size), "--threads", str(args.threads)]
@@ -150,6 +166,14 @@ def main() -> int:
                 z = np.load(out)
                 meta = json.loads(bytes(z["__meta__"]).decode())
                 weights = {k: z[k] for k in z.files if k != "__meta__"}
+                if args.keep_peer_weights:
+                    np.savez(args.keep_peer_weights, **z)
+                # a peer that left some linear in float would flatter its ppl
+                peer_linears = {k.removesuffix(".weight") for k in weights if "norm" not in k}
+                if peer_linears != quantized:
+                    raise RuntimeError(f"the peer quantized other linears than lowbit: only peer "
+                                       f"{sorted(peer_linears - quantized)[:3]}, only lowbit "
+                                       f"{sorted(quantized - peer_linears)[:3]}")
                 rows.append((meta["tool"], meta["seconds"], meta.get("cpu_seconds", float("nan")), meta["peak_rss_mb"],
                              ppl(with_weights(model, weights))))
                 print(f"peer: {rows[1][1]:.1f} s wall, {rows[1][2]:.1f} s CPU, peak RSS {rows[1][3]:.0f} MB, "
@@ -166,7 +190,8 @@ def main() -> int:
     print(f"{'unquantized':<48} {'':>10} {'':>7} {'':>8} {'':>7} {'':>11} {base:8.3f}")
     print("(CPU s: user+system seconds of all threads; on a shared machine it is the steadier measure of work)")
     print(f"(ppl: WikiText-2 test, {args.seq_len_eval}-token windows"
-          f"{'' if args.eval_windows is None else f', first {args.eval_windows}'}; both weight sets run in lowbit)")
+          f"{'' if args.eval_windows is None else f', first {args.eval_windows}'}; both weight sets run in lowbit "
+          f"with float32 activations; lowbit's default int8-activation runtime: {ppl_runtime:.3f})")
     if peer_note:
         print(peer_note)
     return 0

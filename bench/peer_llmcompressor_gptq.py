@@ -73,6 +73,8 @@ def main() -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=L, num_calibration_samples=n)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    # the peak of the quantization itself, before the export below copies every linear to float32
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
     # After oneshot the linears hold quantize-dequantized weights (fake quantization); apply
     # the stored scales once more in case a version keeps the float weight (idempotent).
@@ -89,7 +91,6 @@ def main() -> int:
             out[f"{name}.weight"] = wq.float().numpy()
         elif "norm" in type(mod).__name__.lower() and getattr(mod, "weight", None) is not None:
             out[f"{name}.weight"] = mod.weight.detach().float().numpy()  # AWQ folds its scales into norms
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     import llmcompressor
 
     meta = {"seconds": seconds, "cpu_seconds": cpu_seconds, "setup_seconds": t0 - t_import, "peak_rss_mb": rss,
