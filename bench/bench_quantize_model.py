@@ -12,9 +12,11 @@ Steps:
      save the token ids, so both tools see exactly the same tokens;
   3. lowbit: quantize_model(model, GPTQConfig(bits, group_size, sink_weight, true_sequential)) — wall
      time, peak RSS (--sink-weight: 1 = the paper's Hessian, as the peer computes it, by default;
-     16 = lowbit's default attention-sink weighting, same work, better ppl; --true-sequential 0 by
-     default: one calibration pass per decoder layer, as llm-compressor's sequential pipeline does,
-     where lowbit's own default re-runs each block's later sub-layers on quantized inputs) (or
+     16 = lowbit's default attention-sink weighting, same work, better ppl). --true-sequential 0,1
+     (the default) gives two lowbit rows: 0 = the peer's algorithm (each decoder layer's linears
+     calibrated in one pass on that layer's inputs, then a second pass to propagate), 1 = lowbit's
+     default (each sub-layer calibrated on the outputs of the already-quantized ones, which in
+     lowbit's staged pass also makes the propagation pass unnecessary) (or
      AWQConfig(bits, group_size, apply_clip=False), asymmetric, with --method awq: llm-compressor's
      AWQ has no clipping search);
   4. the peer: bench/peer_llmcompressor_gptq.py in its own venv (llm-compressor pins an older
@@ -85,9 +87,9 @@ def main() -> int:
     ap.add_argument("--sink-weight", type=float, default=1.0,
                     help="GPTQ: Hessian weight of each window's first token (1 = the paper's, as the peer; "
                          "lowbit's default is 16)")
-    ap.add_argument("--true-sequential", type=int, choices=(0, 1), default=0,
-                    help="GPTQ: 1 = lowbit's default (later sub-layers calibrated on quantized inputs); "
-                         "0 = one calibration pass per decoder layer, as the peer")
+    ap.add_argument("--true-sequential", default="0,1",
+                    help="GPTQ, comma-separated, one lowbit row each: 0 = one calibration pass per decoder layer, "
+                         "as the peer; 1 = lowbit's default (later sub-layers calibrated on quantized inputs)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-windows", type=int, default=None, help="first N test windows (default: all)")
     ap.add_argument("--seq-len-eval", type=int, default=2048)
@@ -116,12 +118,18 @@ def main() -> int:
     calib = lbdata.calibration(model, calib_path, n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
     test = lbdata.read_eval_text(test_path)
     if args.method == "gptq":
-        cfg = lb.GPTQConfig(bits=args.bits, group_size=args.group_size, sink_weight=args.sink_weight,
-                            true_sequential=bool(args.true_sequential))
+        try:
+            seq_flags = [bool(int(v)) for v in args.true_sequential.split(",")]
+        except ValueError:
+            ap.error(f"--true-sequential: expected 0, 1 or 0,1, got {args.true_sequential!r}")
+        cfgs = [lb.GPTQConfig(bits=args.bits, group_size=args.group_size, sink_weight=args.sink_weight,
+                              true_sequential=t) for t in seq_flags]
+        cfg = cfgs[0]
         what = (f"GPTQ {cfg.bits}-bit g{cfg.group_size} sym, damp {cfg.damp_percent}, no act-order, "
-                f"sink weight {cfg.sink_weight:g} (lowbit), true_sequential {cfg.true_sequential}")
+                f"sink weight {cfg.sink_weight:g} (lowbit)")
     else:
-        cfg = lb.AWQConfig(bits=args.bits, group_size=args.group_size, apply_clip=False)
+        cfgs = [lb.AWQConfig(bits=args.bits, group_size=args.group_size, apply_clip=False)]
+        cfg = cfgs[0]
         what = f"AWQ {cfg.bits}-bit g{cfg.group_size} asym, duo scaling, n_grid {cfg.n_grid}, no clipping search"
     print(f"model {args.model}: {model.num_parameters() / 1e6:.1f} M parameters; calibration {calib.n_samples} x "
           f"{calib.seq_len} tokens of {calib_path.name} (seed 0); {args.threads} threads; {what}", flush=True)
@@ -129,20 +137,23 @@ def main() -> int:
     def ppl(m: lb.LlamaModel) -> float:
         return lb.evaluate.perplexity(m, test, seq_len=args.seq_len_eval, max_windows=args.eval_windows).ppl
 
-    rows = []
-    t0, c0 = time.perf_counter(), time.process_time()
-    qm = lb.quantize_model(model, cfg, calib, progress=sys.stderr.isatty())
-    t_lowbit, cpu_lowbit = time.perf_counter() - t0, time.process_time() - c0
-    rss_lowbit = peak_rss_mb()
-    quantized = {k.removesuffix(".weight") for k, w in qm.weights.items() if isinstance(w, lb.QuantizedTensor)}
-    ppl_runtime = ppl(qm)            # lowbit's default runtime: int8-block activations
-    qm.matmul_act = "float32"        # like-for-like with the peer's dense weights
-    rows.append(("lowbit " + lb.__version__, t_lowbit, cpu_lowbit, rss_lowbit, ppl(qm)))
-    del qm
-    # a long run shows each tool's figures as they land (the table below repeats them)
-    print(f"lowbit: {t_lowbit:.1f} s wall, {cpu_lowbit:.1f} s CPU, peak RSS {rss_lowbit:.0f} MB, "
-          f"ppl {rows[0][4]:.3f} (float32 activations), {ppl_runtime:.3f} (int8 activations, lowbit's default)",
-          flush=True)
+    rows, ppl_runtime = [], {}
+    for c in cfgs:
+        tool = f"lowbit {lb.__version__}" + (f", true_sequential={int(c.true_sequential)}" if args.method == "gptq" else "")
+        lb.evaluate.reset_peak_memory()  # each row's own peak (ru_maxrss where the OS has no reset)
+        t0, c0 = time.perf_counter(), time.process_time()
+        qm = lb.quantize_model(model, c, calib, progress=sys.stderr.isatty())
+        t_lowbit, cpu_lowbit = time.perf_counter() - t0, time.process_time() - c0
+        rss_lowbit = lb.evaluate.peak_memory_mb() or peak_rss_mb()
+        quantized = {k.removesuffix(".weight") for k, w in qm.weights.items() if isinstance(w, lb.QuantizedTensor)}
+        ppl_runtime[tool] = ppl(qm)      # lowbit's default runtime: int8-block activations
+        qm.matmul_act = "float32"        # like-for-like with the peer's dense weights
+        rows.append((tool, t_lowbit, cpu_lowbit, rss_lowbit, ppl(qm)))
+        del qm
+        # a long run shows each tool's figures as they land (the table below repeats them)
+        print(f"{tool}: {t_lowbit:.1f} s wall, {cpu_lowbit:.1f} s CPU, peak RSS {rss_lowbit:.0f} MB, "
+              f"ppl {rows[-1][4]:.3f} (float32 activations), {ppl_runtime[tool]:.3f} (int8 activations, "
+              f"lowbit's default runtime)", flush=True)
 
     peer_note = ""
     if not peer_py.is_file():
@@ -176,13 +187,13 @@ def main() -> int:
                                        f"{sorted(quantized - peer_linears)[:3]}")
                 rows.append((meta["tool"], meta["seconds"], meta.get("cpu_seconds", float("nan")), meta["peak_rss_mb"],
                              ppl(with_weights(model, weights))))
-                print(f"peer: {rows[1][1]:.1f} s wall, {rows[1][2]:.1f} s CPU, peak RSS {rows[1][3]:.0f} MB, "
-                      f"ppl {rows[1][4]:.3f}", flush=True)
+                print(f"peer: {rows[-1][1]:.1f} s wall, {rows[-1][2]:.1f} s CPU, peak RSS {rows[-1][3]:.0f} MB, "
+                      f"ppl {rows[-1][4]:.3f}", flush=True)
     base = ppl(model)
 
     print()
     print(f"{'tool':<48} {'quantize s':>10} {'x peer':>7} {'CPU s':>8} {'x peer':>7} {'peak RSS MB':>11} {'ppl':>8}")
-    t_peer, c_peer = (rows[1][1], rows[1][2]) if len(rows) > 1 else (None, None)
+    t_peer, c_peer = (rows[-1][1], rows[-1][2]) if len(rows) > len(cfgs) else (None, None)
     for tool, secs, cpu, rss, p in rows:
         ratio = f"{t_peer / secs:7.2f}" if t_peer else "      -"
         cratio = f"{c_peer / cpu:7.2f}" if c_peer else "      -"
@@ -191,7 +202,8 @@ def main() -> int:
     print("(CPU s: user+system seconds of all threads; on a shared machine it is the steadier measure of work)")
     print(f"(ppl: WikiText-2 test, {args.seq_len_eval}-token windows"
           f"{'' if args.eval_windows is None else f', first {args.eval_windows}'}; both weight sets run in lowbit "
-          f"with float32 activations; lowbit's default int8-activation runtime: {ppl_runtime:.3f})")
+          f"with float32 activations; in lowbit's default int8-activation runtime: "
+          f"{', '.join(f'{p:.3f}' for p in ppl_runtime.values())})")
     if peer_note:
         print(peer_note)
     return 0
