@@ -13,11 +13,15 @@ For each decoder block, in order:
    already quantized; each capture stops the forward pass as soon as it has what it needs;
 4. the block's outputs (with quantized weights) become the next block's inputs.
 
-Only one block's activations are held at a time (``n_samples × seq_len × hidden`` floats,
-float16 with ``activation_dtype="float16"``); the weights of the model itself are read where
-they lie (memory-mapped for safetensors/llama2.c files). Peak memory is therefore about
+Only one block's activations are held at a time: its inputs (``n_samples × seq_len × hidden``
+values, float16 with ``activation_dtype="float16"``) and, while the block is processed, either
+its outputs (another ``hidden``-wide copy) or, under ``true_sequential``, the MLP's inner
+activations (``n_samples × seq_len × intermediate`` in the same dtype: the staged pass keeps
+them for the down projection's statistics). The weights of the model itself are read where
+they lie (memory-mapped for safetensors/llama2.c files). Peak memory is therefore about those
 activations + one block's weights in float32 + the quantized model, which is what makes a
-model bigger than RAM possible once its source is memory-mapped.
+model bigger than RAM possible once its source is memory-mapped. SmolLM2-135M with 128 × 2048
+calibration tokens in float32: 0.6 GB per hidden-wide copy, 1.6 GB of MLP activations.
 
 Block-level methods (AWQ) register a *block transform* with :func:`register_block_transform`:
 before a block's linears are quantized it receives the block's inputs, may change the block's
@@ -196,10 +200,20 @@ class _Group:
     acc: HessianAccumulator | None = None
 
 
-def _hash_config(layer_cfgs: Mapping[str, QuantConfig], calib: Calibration) -> str:
+def _run_id(model: LlamaModel, layer_cfgs: Mapping[str, QuantConfig], calib: Calibration | None,
+            **options: Any) -> str:
+    """What a checkpoint must match to be resumed: the model (its source and config), every
+    layer's config, the calibration tokens (values and shape), the pipeline's options and the
+    lowbit version that wrote it."""
+    from . import __version__
     h = hashlib.sha256()
-    h.update(json.dumps({k: v.to_dict() for k, v in sorted(layer_cfgs.items())}, sort_keys=True).encode())
-    h.update(calib.tokens.tobytes())
+    h.update(json.dumps({"layers": {k: v.to_dict() for k, v in sorted(layer_cfgs.items())},
+                         "model": {"source": model.source, "config": repr(model.config)},
+                         "options": options, "version": __version__}, sort_keys=True, default=str).encode())
+    if calib is not None:
+        tokens = np.ascontiguousarray(calib.tokens)
+        h.update(f"{tokens.dtype.str}{tokens.shape}".encode())
+        h.update(tokens.tobytes())
     return h.hexdigest()[:16]
 
 
@@ -221,8 +235,9 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
         activation_dtype: "float32" or "float16" storage of the block activations.
         out: also save the quantized model to this folder (lowbit format), atomically, with
             per-block checkpoints in ``<out>.partial/`` while running.
-        resume: continue from the checkpoints in ``<out>.partial/`` of an interrupted run with
-            the same configs and calibration tokens.
+        resume: continue from the checkpoints in ``<out>.partial/`` of an interrupted run of
+            the same model, configs, calibration tokens, options and lowbit version (else
+            ``ValueError``); the resumed blocks' per-layer figures come back marked ``resumed``.
 
     The result's ``quantization`` attribute holds the configs, the calibration provenance,
     per-layer figures (seconds, objective, damping), total seconds and the process's peak
@@ -242,9 +257,10 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
     if true_sequential is None:
         true_sequential = bool(config is not None and getattr(config, "true_sequential", False))
     if calibration is not None:
-        if calibration.tokens.ndim != 2 or calibration.tokens.shape[1] > model.config.max_position_embeddings:
-            raise ValueError(f"calibration tokens must be [n_samples, seq_len <= {model.config.max_position_embeddings}]"
-                             f", got {calibration.tokens.shape}")
+        shape = calibration.tokens.shape
+        if len(shape) != 2 or min(shape) < 1 or shape[1] > model.config.max_position_embeddings:
+            raise ValueError(f"calibration tokens must be [n_samples >= 1, 1 <= seq_len <= "
+                             f"{model.config.max_position_embeddings}], got {shape}")
     if resume and out is None:
         raise ValueError("resume=True needs out= (the folder whose .partial checkpoints to resume from)")
 
@@ -257,8 +273,10 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
     qmodel.matmul_act = "float32"
     n_layers = model.config.num_hidden_layers
     partial = Path(str(out) + ".partial") if out is not None else None
-    run_id = _hash_config(layer_cfgs, calibration if calibration is not None else Calibration(np.zeros((0, 0))))
-    done_blocks = _load_checkpoints(partial, run_id, qmodel, n_layers) if (partial and resume) else 0
+    run_id = _run_id(model, layer_cfgs, calibration if any_stats else None, skip=sorted(skip),
+                     true_sequential=true_sequential, activation_dtype=activation_dtype)
+    layer_stats: list[dict[str, Any]] = []  # per-layer figures, those of resumed blocks first
+    done_blocks = _load_checkpoints(partial, run_id, qmodel, n_layers, layer_stats) if (partial and resume) else 0
     if partial is not None:
         if partial.exists() and not resume:
             shutil.rmtree(partial)
@@ -270,7 +288,6 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
         from tqdm.auto import tqdm
         bar = tqdm(total=len(layer_cfgs), desc="quantize", unit="layer", dynamic_ncols=True)
         bar.update(sum(1 for n in layer_cfgs if int(n.split(".")[2]) < done_blocks))
-    layer_stats: list[dict[str, Any]] = []
 
     # Activations entering the current block, one [T, D] array per sample.
     acts: list[np.ndarray] | None = None
@@ -320,7 +337,8 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
                             _quantize_group(weights, g, block_cfgs, block_needs, layer_stats, bar, i, extra)
             if partial is not None and i >= done_blocks:
                 _save_checkpoint(partial, weights, block_names, i, [n for n in changed if n not in
-                                                                    {b + ".weight" for b in block_names}])
+                                                                    {b + ".weight" for b in block_names}],
+                                 [r for r in layer_stats if r["block"] == i])
             if acts is not None and i + 1 < n_layers and not staged:
                 dt = acts[0].dtype
                 acts = [qmodel.block(i, _as_float32(x), pos).astype(dt) for x in acts]
@@ -335,7 +353,7 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
         "per_layer": {k: v.to_dict() for k, v in layer_cfgs.items() if config is None or v != config},
         "skip": list(skip), "true_sequential": true_sequential,
         "calibration": calibration.provenance if calibration is not None else None,
-        "layers": layer_stats, "seconds": seconds, "peak_memory_mb": peak_memory_mb(),
+        "layers": layer_stats, "seconds": seconds, "resumed_blocks": done_blocks, "peak_memory_mb": peak_memory_mb(),
     }
     if out is not None:
         qmodel.save(out, overwrite=True)
@@ -555,10 +573,11 @@ def _rows(q: QuantizedTensor, r0: int, r1: int) -> QuantizedTensor:
 # ---- checkpoints for resume -------------------------------------------------------------
 
 _FLOAT_CHECKPOINT = "float-weights.safetensors"  # float tensors a block transform replaced (norms ...)
+_STATS_CHECKPOINT = "layers.json"  # the block's per-layer figures
 
 
 def _save_checkpoint(partial: Path, weights: Mapping[str, Any], names: list[str], block: int,
-                     float_names: Sequence[str] = ()) -> None:
+                     float_names: Sequence[str] = (), stats: Sequence[Mapping[str, Any]] = ()) -> None:
     d = partial / f"block-{block:04d}"
     tmp = partial / f".block-{block:04d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -570,18 +589,28 @@ def _save_checkpoint(partial: Path, weights: Mapping[str, Any], names: list[str]
     if float_names:
         from safetensors.numpy import save_file
         save_file({n: np.ascontiguousarray(weights[n]) for n in float_names}, str(tmp / _FLOAT_CHECKPOINT))
+    # the block's per-layer figures, so a resumed run's result still describes every layer
+    (tmp / _STATS_CHECKPOINT).write_text(json.dumps(list(stats), default=_json_number))
     shutil.rmtree(d, ignore_errors=True)
     tmp.rename(d)  # a block's checkpoint appears whole or not at all
 
 
-def _load_checkpoints(partial: Path, run_id: str, model: LlamaModel, n_layers: int) -> int:
-    """Restore finished blocks into ``model``; returns how many consecutive blocks from 0 are done."""
+def _json_number(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _load_checkpoints(partial: Path, run_id: str, model: LlamaModel, n_layers: int,
+                      layer_stats: list[dict[str, Any]]) -> int:
+    """Restore finished blocks into ``model`` and their per-layer figures into ``layer_stats``
+    (marked ``"resumed": True``); returns how many consecutive blocks from 0 are done."""
     meta = partial / "run.json"
     if not meta.is_file():
         return 0
     if json.loads(meta.read_text()).get("run_id") != run_id:
-        raise ValueError(f"{partial}: checkpoints of a different run (other configs or calibration); "
-                         f"delete it or run without resume=True")
+        raise ValueError(f"{partial}: checkpoints of a different run (another model, configs, calibration tokens, "
+                         f"options or lowbit version); delete it or run without resume=True")
     done = 0
     for i in range(n_layers):
         d = partial / f"block-{i:04d}"
@@ -595,5 +624,8 @@ def _load_checkpoints(partial: Path, run_id: str, model: LlamaModel, n_layers: i
                 continue
             q = QuantizedTensor.load(f)
             model.weights[f.name[: -len(".safetensors")] + ".weight"] = q
+        stats = d / _STATS_CHECKPOINT
+        if stats.is_file():
+            layer_stats.extend({**r, "resumed": True} for r in json.loads(stats.read_text()))
         done = i + 1
     return done

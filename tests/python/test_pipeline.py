@@ -209,6 +209,13 @@ def test_save_and_resume_after_interrupt(stories, calib, tmp_path, monkeypatch):
     for n in stories.linear_names()[:-1]:
         assert same(resumed.weights[n + ".weight"], full.weights[n + ".weight"]), n
     assert out2.is_dir() and not (tmp_path / "r.partial").exists()
+    # the per-layer figures still cover every layer: blocks 0-1 from their checkpoints
+    figures = resumed.quantization["layers"]
+    assert [r["layer"] for r in figures] == [r["layer"] for r in full.quantization["layers"]]
+    assert [bool(r.get("resumed")) for r in figures] == [r["block"] < 2 for r in figures]
+    assert resumed.quantization["resumed_blocks"] == 2
+    for r, f in zip(figures, full.quantization["layers"]):
+        assert r["objective"] == pytest.approx(f["objective"], rel=1e-12), r["layer"]
     other = lb.data.calibration(stories, n_samples=1, seq_len=16)
     with pytest.raises(KeyboardInterrupt):
         monkeypatch.setattr(pl, "quantize", flaky)
@@ -217,6 +224,20 @@ def test_save_and_resume_after_interrupt(stories, calib, tmp_path, monkeypatch):
     monkeypatch.setattr(pl, "quantize", real)
     with pytest.raises(ValueError, match="different run"):
         lb.quantize_model(stories, cfg, other, progress=False, out=tmp_path / "s", resume=True)
+    # the same token bytes in another shape, or the same run with other options, is another run too
+    reshaped = lb.data.Calibration(calib.tokens.reshape(16, 32), calib.provenance)
+    with pytest.raises(ValueError, match="different run"):
+        lb.quantize_model(stories, cfg, reshaped, progress=False, out=tmp_path / "s", resume=True)
+    with pytest.raises(ValueError, match="different run"):
+        lb.quantize_model(stories, cfg, calib, progress=False, out=tmp_path / "s", resume=True,
+                          true_sequential=False)
+
+
+def test_quantize_model_rejects_empty_calibration(stories, calib):
+    for tokens in (calib.tokens[:0], calib.tokens[:, :0]):
+        with pytest.raises(ValueError, match=r"n_samples >= 1, 1 <= seq_len"):
+            lb.quantize_model(stories, lb.GPTQConfig(bits=4, group_size=32),
+                              lb.data.Calibration(tokens, calib.provenance), progress=False)
 
 
 def test_compare_runs_the_reference_forward_once_per_window(shared_data_module, monkeypatch):
