@@ -272,7 +272,8 @@ def quantize_model(model: LlamaModel, config: QuantConfig | None, calibration: C
     # also the faster path at calibration lengths. The returned model runs as `model` does.
     qmodel.matmul_act = "float32"
     n_layers = model.config.num_hidden_layers
-    partial = Path(str(out) + ".partial") if out is not None else None
+    # beside the output folder (Path drops a trailing "/", which would put it inside)
+    partial = Path(out).with_name(Path(out).name + ".partial") if out is not None else None
     run_id = _run_id(model, layer_cfgs, calibration if any_stats else None, skip=sorted(skip),
                      true_sequential=true_sequential, activation_dtype=activation_dtype)
     layer_stats: list[dict[str, Any]] = []  # per-layer figures, those of resumed blocks first

@@ -220,7 +220,8 @@ def test_save_and_resume_after_interrupt(stories, calib, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         monkeypatch.setattr(pl, "quantize", flaky)
         calls["n"] = 0
-        lb.quantize_model(stories, cfg, calib, progress=False, out=tmp_path / "s")
+        lb.quantize_model(stories, cfg, calib, progress=False, out=f"{tmp_path / 's'}/")
+    assert (tmp_path / "s.partial" / "block-0001").is_dir()  # beside "s/", not inside it
     monkeypatch.setattr(pl, "quantize", real)
     with pytest.raises(ValueError, match="different run"):
         lb.quantize_model(stories, cfg, other, progress=False, out=tmp_path / "s", resume=True)
