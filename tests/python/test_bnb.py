@@ -426,6 +426,28 @@ def bnb_lib():
     torch._dynamo.config.disable = old
 
 
+def bnb_4bit_definition(F, packed, state) -> np.ndarray:
+    """bitsandbytes' 4-bit dequantization by its definition, ``code[nibble] * absmax[block]``
+    (high nibble first; the nested absmax through bnb's own blockwise dequantize)."""
+    codes = packed.numpy().ravel()
+    n = int(np.prod(state.shape))
+    nib = np.stack([codes >> 4, codes & 15], axis=1).ravel()[:n]
+    absmax = state.absmax
+    if state.nested:
+        absmax = F.dequantize_blockwise(state.absmax, state.state2) + state.offset
+    absmax = absmax.float().numpy()
+    return (state.code.float().numpy()[nib] * np.repeat(absmax, state.blocksize)[:n]).reshape(tuple(state.shape))
+
+
+def bnb_4bit_dequantize(F, packed, state) -> np.ndarray:
+    """bnb's dequantize_4bit kernel, or its definition where the kernel disagrees with it:
+    bitsandbytes 0.50.2's CPU kernel on AVX-512 machines returns other values for the blocks
+    after the first of some shapes (e.g. 5 x 64 in blocks of 128), which lowbit does not copy."""
+    kernel = F.dequantize_4bit(packed, state).numpy()
+    definition = bnb_4bit_definition(F, packed, state)
+    return kernel if np.allclose(kernel, definition, rtol=1e-6, atol=1e-7) else definition
+
+
 @pytest.mark.bitsandbytes
 @pytest.mark.parametrize("quant_type", QUANT_TYPES)
 def test_live_4bit_and_nested_match_bitsandbytes(bnb_lib, quant_type, rng):
@@ -445,15 +467,15 @@ def test_live_4bit_and_nested_match_bitsandbytes(bnb_lib, quant_type, rng):
         diff = np.abs(q.arrays["absmax"].astype(int) - st.absmax.numpy().astype(int))[live]
         assert diff.size == 0 or (diff.max() <= 1 and diff.mean() < 0.02)
         restored = F.dequantize_blockwise(st.absmax, st.state2) + st.offset
-        assert np.allclose(bnb.dequantize_4bit(q), F.dequantize_4bit(qb, st).numpy(), rtol=0.02, atol=1e-6)
+        assert np.allclose(bnb.dequantize_4bit(q), bnb_4bit_dequantize(F, qb, st), rtol=0.02, atol=1e-6)
         assert restored.shape == (q.arrays["absmax"].size,)
         # bnb dequantizes lowbit's export exactly as lowbit does, and the other way round
         d = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in to_bnb(q).items()}
         state = F.QuantState.from_dict({k[len("weight."):]: v for k, v in d.items() if k != "weight"}, device="cpu")
-        assert np.array_equal(F.dequantize_4bit(d["weight"], state).numpy(), q.dequantize())
+        assert np.array_equal(bnb_4bit_dequantize(F, d["weight"], state), q.dequantize())
         sd = {"weight." + k: v.numpy() for k, v in st.as_dict(packed=True).items()}
         sd["weight"] = qb.numpy()
-        assert np.array_equal(from_bnb(sd).dequantize(), F.dequantize_4bit(qb, st).numpy())
+        assert np.array_equal(from_bnb(sd).dequantize(), bnb_4bit_dequantize(F, qb, st))
 
 
 @pytest.mark.bitsandbytes

@@ -226,8 +226,14 @@ void awq_scales(const float* x_mean, const float* w_mean, i64 n, float alpha, bo
   LOWBIT_CHECK(!duo || w_mean != nullptr, "duo scaling needs w_mean");
   float smax = -std::numeric_limits<float>::infinity(), smin = std::numeric_limits<float>::infinity();
   for (i64 c = 0; c < n; ++c) {
-    float v = std::pow(x_mean[c], alpha);
-    if (duo) v = v / (std::pow(w_mean[c], 1.0f - alpha) + 1e-4f);
+    // powers in double, rounded once to float: the float result is then the correctly rounded
+    // one (barring ties), the same on every libm and SIMD width; float powf differs by an ulp
+    // between libms and NumPy's vectorised paths
+    float v = static_cast<float>(std::pow(static_cast<double>(x_mean[c]), static_cast<double>(alpha)));
+    if (duo) {
+      const float wp = static_cast<float>(std::pow(static_cast<double>(w_mean[c]), static_cast<double>(1.0f - alpha)));
+      v = v / (wp + 1e-4f);
+    }
     v = std::max(v, 1e-4f);  // NaN stays NaN here (as torch.clamp) and becomes 1 below
     s[c] = v;
     smax = std::max(smax, v);

@@ -50,9 +50,12 @@ def scales_for(x_mean: np.ndarray, w_mean: np.ndarray | None, alpha: float, duo:
     x = np.asarray(x_mean, dtype=F32)
     a = F32(alpha)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        s = x ** a
+        # powers in float64 rounded once to float32 (as lowbit): float32 pow differs by an ulp
+        # between NumPy's SIMD paths
+        s = (x.astype(np.float64) ** np.float64(a)).astype(F32)
         if duo:
-            s = s / (np.asarray(w_mean, dtype=F32) ** (F32(1) - a) + F32(1e-4))
+            w = np.asarray(w_mean, dtype=F32).astype(np.float64)
+            s = s / ((w ** np.float64(F32(1) - a)).astype(F32) + F32(1e-4))
         s = np.maximum(s, F32(1e-4))
         s = s / np.sqrt(s.max() * s.min())
     s[~np.isfinite(s)] = 1
