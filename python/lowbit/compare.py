@@ -78,10 +78,7 @@ def _eval_id(model: LlamaModel, text: str | Sequence[int], seq_len: int | None, 
 def _calibration_id(calibration: Calibration | None) -> str | None:
     if calibration is None:
         return None
-    # hashed here, not taken from the provenance: a Calibration built from other tokens may carry
-    # the provenance of the ones it was cut from (1 MB at 128 x 2048: microseconds)
-    tokens = np.ascontiguousarray(calibration.tokens, dtype=np.int64)
-    return hashlib.sha256(tokens.tobytes()).hexdigest()[:12] + "-" + "x".join(map(str, tokens.shape))
+    return calibration.tokens_id()
 
 
 def row_key(row: dict[str, Any]) -> str:

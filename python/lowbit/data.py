@@ -88,6 +88,13 @@ class Calibration:
     def __repr__(self) -> str:
         return f"Calibration({self.n_samples} x {self.seq_len} tokens, source={self.provenance.get('source')!r})"
 
+    def tokens_id(self) -> str:
+        """A short id of the token values and shape, computed from the tokens themselves (a
+        Calibration cut from other tokens may still carry their provenance); microseconds at
+        128 x 2048. What resume and ``compare(previous=)`` match calibrations by."""
+        tokens = np.ascontiguousarray(self.tokens, dtype=np.int64)
+        return _sha256(tokens.tobytes())[:12] + "-" + "x".join(map(str, tokens.shape))
+
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

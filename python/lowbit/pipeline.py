@@ -56,7 +56,7 @@ from .imatrix import layer_statistics
 from .models.llama import LlamaModel
 from .quantize import method_statistics, quantize
 from .statistics import HessianAccumulator
-from .tensor import QuantizedTensor
+from .tensor import QuantizedTensor, _jsonable
 
 __all__ = ["quantize_model", "resolve_layer_configs", "DEFAULT_SKIP", "BlockContext", "BlockTransformResult",
            "needs_calibration", "register_block_transform"]
@@ -209,11 +209,9 @@ def _run_id(model: LlamaModel, layer_cfgs: Mapping[str, QuantConfig], calib: Cal
     h = hashlib.sha256()
     h.update(json.dumps({"layers": {k: v.to_dict() for k, v in sorted(layer_cfgs.items())},
                          "model": {"source": model.source, "config": repr(model.config)},
-                         "options": options, "version": __version__}, sort_keys=True, default=str).encode())
-    if calib is not None:
-        tokens = np.ascontiguousarray(calib.tokens)
-        h.update(f"{tokens.dtype.str}{tokens.shape}".encode())
-        h.update(tokens.tobytes())
+                         "options": options, "version": __version__,
+                         "calibration": calib.tokens_id() if calib is not None else None},
+                        sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
 
@@ -591,15 +589,9 @@ def _save_checkpoint(partial: Path, weights: Mapping[str, Any], names: list[str]
         from safetensors.numpy import save_file
         save_file({n: np.ascontiguousarray(weights[n]) for n in float_names}, str(tmp / _FLOAT_CHECKPOINT))
     # the block's per-layer figures, so a resumed run's result still describes every layer
-    (tmp / _STATS_CHECKPOINT).write_text(json.dumps(list(stats), default=_json_number))
+    (tmp / _STATS_CHECKPOINT).write_text(json.dumps(_jsonable(list(stats))))
     shutil.rmtree(d, ignore_errors=True)
     tmp.rename(d)  # a block's checkpoint appears whole or not at all
-
-
-def _json_number(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
 def _load_checkpoints(partial: Path, run_id: str, model: LlamaModel, n_layers: int,
